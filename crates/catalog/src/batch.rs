@@ -1,0 +1,399 @@
+//! Grouping requests into `items_batch` calls under Meta's count and size limits, and resolving
+//! duplicate ids so that the last row wins.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use thiserror::Error;
+
+use crate::request::{ProductTypeMapping, write_request};
+use crate::rules::Product;
+
+/// Meta's hard limit of requests in one `items_batch` call.
+pub const META_MAX_ITEMS: usize = 5000;
+/// Meta's limit on a request body.
+pub const META_MAX_BODY_BYTES: usize = 28 * 1000 * 1000;
+/// Requests per call unless configured: Meta recommends staying under 3000.
+pub const DEFAULT_BATCH_SIZE: usize = 3000;
+/// Default byte budget of one form-encoded body, well below Meta's limit so the extra
+/// parameters and any proxy overhead never tip a batch over.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The form parameters sent before the `requests` value; counted in the byte budget.
+const FORM_PREFIX: &str = "item_type=PRODUCT_ITEM&allow_upsert=true&requests=";
+/// Room for parameters added at send time (`appsecret_proof` and its separator).
+const FORM_SLACK: usize = 128;
+/// Form-encoded length of each of `[`, `,` and `]`.
+const ENCODED_PUNCTUATION: usize = 3;
+
+/// How many requests, and how many bytes, one call may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    max_items: usize,
+    max_body_bytes: usize,
+}
+
+/// A batch size outside `1..=5000`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "BATCH_SIZE must be a whole number from 1 to 5000 (Meta's limit per items_batch call; 3000 is recommended), not {0:?}"
+)]
+pub struct BatchSizeError(pub String);
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits {
+            max_items: DEFAULT_BATCH_SIZE,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl BatchLimits {
+    /// Limits with `max_items` requests per call and the default byte budget.
+    pub fn new(max_items: usize) -> Result<Self, BatchSizeError> {
+        if (1..=META_MAX_ITEMS).contains(&max_items) {
+            Ok(BatchLimits {
+                max_items,
+                ..BatchLimits::default()
+            })
+        } else {
+            Err(BatchSizeError(max_items.to_string()))
+        }
+    }
+
+    /// Parses a `BATCH_SIZE` value.
+    pub fn parse(value: &str) -> Result<Self, BatchSizeError> {
+        value
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| BatchSizeError(value.to_owned()))
+            .and_then(Self::new)
+    }
+
+    /// The same limits with another byte budget, capped below Meta's limit.
+    pub fn with_max_body_bytes(self, max_body_bytes: usize) -> Self {
+        BatchLimits {
+            max_body_bytes: max_body_bytes.min(META_MAX_BODY_BYTES),
+            ..self
+        }
+    }
+
+    /// Requests per call.
+    pub fn max_items(&self) -> usize {
+        self.max_items
+    }
+
+    /// Bytes per form-encoded body.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+}
+
+/// Identifies a row across the files merged into one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowRef {
+    /// Index of the file in the stream (0 for a single file).
+    pub source: u32,
+    /// 1-based line on which the record starts.
+    pub line: u64,
+}
+
+impl RowRef {
+    /// Packs into one word for the duplicate index: 32 bits of source, 32 of line.
+    fn pack(self) -> u64 {
+        (u64::from(self.source) << 32) | (self.line & 0xFFFF_FFFF)
+    }
+
+    fn unpack(packed: u64) -> RowRef {
+        RowRef {
+            source: (packed >> 32) as u32,
+            line: packed & 0xFFFF_FFFF,
+        }
+    }
+}
+
+/// A complete `items_batch` call, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// 1-based position in the stream.
+    pub number: u32,
+    /// The `requests` parameter: a JSON array of `{"method":"UPDATE","data":{...}}`.
+    pub requests_json: String,
+    /// The source row of each request, in order.
+    pub rows: Vec<RowRef>,
+}
+
+impl Batch {
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when the batch holds no request.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The whole call as one JSON document, the form in which catalog-sync stores what it sent:
+    /// `{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[...]}`.
+    pub fn body_json(&self) -> String {
+        format!(
+            "{{\"item_type\":\"PRODUCT_ITEM\",\"allow_upsert\":true,\"requests\":{}}}",
+            self.requests_json
+        )
+    }
+
+    /// Length of the form-encoded body this batch is sent as (without `appsecret_proof`).
+    pub fn form_body_len(&self) -> usize {
+        FORM_PREFIX.len() + form_encoded_len(self.requests_json.as_bytes())
+    }
+}
+
+/// An earlier row replaced by a later row with the same id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superseded {
+    /// The row that is not sent (or, if its batch had already gone, is overridden).
+    pub earlier: RowRef,
+    /// The row that wins.
+    pub by: RowRef,
+    /// The shared id.
+    pub id: String,
+    /// Whether the earlier row was already in a completed batch; the later row then
+    /// follows it in a later batch and overrides it.
+    pub already_batched: bool,
+}
+
+/// What happened when a product was added.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// The earlier row with the same id, if any.
+    pub superseded: Option<Superseded>,
+    /// A batch that became full and is ready to send.
+    pub batch: Option<Batch>,
+}
+
+/// A request could not be serialised (never expected for validated products).
+#[derive(Debug, Error)]
+#[error("could not serialise the request for product {id:?}: {source}")]
+pub struct SerializeError {
+    id: String,
+    #[source]
+    source: serde_json::Error,
+}
+
+/// One request in the open batch.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    start: usize,
+    end: usize,
+    encoded: usize,
+    row: RowRef,
+    live: bool,
+}
+
+/// Builds batches from valid products, in input order, one batch in memory at a time.
+///
+/// Meta ignores *every* copy of an id repeated within one call, so duplicates are resolved
+/// here: the later row replaces an earlier one still in the open batch; if the earlier one
+/// already left in a completed batch, the later row goes in a later batch and overrides it.
+/// Duplicate detection keeps 16 bytes per distinct id (a 64-bit keyed hash and the row),
+/// never the row itself.
+pub struct Batcher {
+    limits: BatchLimits,
+    mapping: ProductTypeMapping,
+    hasher: foldhash::quality::RandomState,
+    seen: HashMap<u64, u64, PassThrough>,
+    open_json: Vec<u8>,
+    open_slots: Vec<Slot>,
+    open_index: HashMap<u64, usize, PassThrough>,
+    open_live: usize,
+    open_encoded: usize,
+    scratch: Vec<u8>,
+    next_number: u32,
+}
+
+impl Batcher {
+    /// A batcher with these limits and field mapping.
+    pub fn new(limits: BatchLimits, mapping: ProductTypeMapping) -> Self {
+        Batcher {
+            limits,
+            mapping,
+            hasher: foldhash::quality::RandomState::default(),
+            seen: HashMap::default(),
+            open_json: Vec::new(),
+            open_slots: Vec::new(),
+            open_index: HashMap::default(),
+            open_live: 0,
+            open_encoded: 0,
+            scratch: Vec::new(),
+            next_number: 1,
+        }
+    }
+
+    /// Continues numbering after batches sent by an earlier run of the same file.
+    pub fn starting_at(mut self, next_number: u32) -> Self {
+        self.next_number = next_number.max(1);
+        self
+    }
+
+    /// The number the next completed batch will get.
+    pub fn next_number(&self) -> u32 {
+        self.next_number
+    }
+
+    /// Distinct ids seen so far.
+    pub fn distinct_ids(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Adds a valid product from `row`.
+    pub fn push(&mut self, product: &Product<'_>, row: RowRef) -> Result<Pushed, SerializeError> {
+        let key = self.hasher.hash_one(product.id);
+        let mut pushed = Pushed::default();
+
+        if let Some(earlier) = self.seen.insert(key, row.pack()) {
+            let earlier = RowRef::unpack(earlier);
+            let in_open_batch = self.open_index.remove(&key);
+            if let Some(slot) = in_open_batch.and_then(|index| self.open_slots.get_mut(index)) {
+                slot.live = false;
+                self.open_live -= 1;
+                self.open_encoded -= slot.encoded;
+            }
+            pushed.superseded = Some(Superseded {
+                earlier,
+                by: row,
+                id: product.id.to_owned(),
+                already_batched: in_open_batch.is_none(),
+            });
+        }
+
+        self.scratch.clear();
+        write_request(product, self.mapping, &mut self.scratch).map_err(|source| {
+            SerializeError {
+                id: product.id.to_owned(),
+                source,
+            }
+        })?;
+        let encoded = form_encoded_len(&self.scratch) + ENCODED_PUNCTUATION;
+
+        if self.open_live > 0
+            && (self.open_live + 1 > self.limits.max_items
+                || self.body_len_with(encoded) > self.limits.max_body_bytes)
+        {
+            pushed.batch = self.take_batch();
+        }
+
+        let start = self.open_json.len();
+        self.open_json.extend_from_slice(&self.scratch);
+        self.open_index.insert(key, self.open_slots.len());
+        self.open_slots.push(Slot {
+            start,
+            end: self.open_json.len(),
+            encoded,
+            row,
+            live: true,
+        });
+        self.open_live += 1;
+        self.open_encoded += encoded;
+        Ok(pushed)
+    }
+
+    /// The last, partly filled batch, if it holds anything.
+    pub fn finish(&mut self) -> Option<Batch> {
+        self.take_batch()
+    }
+
+    /// Form-encoded body length if a request of `encoded` bytes were added to the open batch.
+    fn body_len_with(&self, encoded: usize) -> usize {
+        FORM_PREFIX.len() + FORM_SLACK + ENCODED_PUNCTUATION + self.open_encoded + encoded
+    }
+
+    fn take_batch(&mut self) -> Option<Batch> {
+        if self.open_live == 0 {
+            self.clear_open();
+            return None;
+        }
+        let mut json = Vec::with_capacity(self.open_json.len() + self.open_live + 2);
+        let mut rows = Vec::with_capacity(self.open_live);
+        json.push(b'[');
+        for slot in self.open_slots.iter().filter(|slot| slot.live) {
+            if !rows.is_empty() {
+                json.push(b',');
+            }
+            json.extend_from_slice(&self.open_json[slot.start..slot.end]);
+            rows.push(slot.row);
+        }
+        json.push(b']');
+        // serde_json writes UTF-8; the lossy branch exists only so no input can cause a panic.
+        let requests_json = String::from_utf8(json)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+        let batch = Batch {
+            number: self.next_number,
+            requests_json,
+            rows,
+        };
+        self.next_number += 1;
+        self.clear_open();
+        Some(batch)
+    }
+
+    fn clear_open(&mut self) {
+        self.open_json.clear();
+        self.open_slots.clear();
+        self.open_index.clear();
+        self.open_live = 0;
+        self.open_encoded = 0;
+    }
+}
+
+/// Length of `bytes` once `application/x-www-form-urlencoded`: unreserved bytes and space
+/// stay one byte, every other byte becomes `%XX`.
+pub fn form_encoded_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'*' | b'-' | b'.' | b'_' | b' ') {
+                1
+            } else {
+                3
+            }
+        })
+        .sum()
+}
+
+/// A hasher for keys that are already uniformly distributed 64-bit hashes.
+///
+/// Re-hashing a keyed 64-bit hash buys nothing; no crate in the dependency tree offers a
+/// pass-through hasher, and it is a dozen lines.
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThrough;
+
+/// The state of [`PassThrough`].
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThroughHasher(u64);
+
+impl BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+impl Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are used; fold anything else in so the hasher stays correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}

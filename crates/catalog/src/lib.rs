@@ -1,0 +1,32 @@
+//! The catalog-sync data contract: product CSV rules, the mapping to Meta Graph API
+//! `items_batch` requests, and batching under Meta's limits.
+//!
+//! Everything here is pure: it reads from any [`std::io::Read`], holds one record and one
+//! batch at a time, and knows nothing of S3, Lambda or HTTP. A file flows through
+//! [`ProductReader`] (header and row rules, with 1-based line numbers), then [`Batcher`]
+//! (duplicate ids, count and byte limits), with [`feed`] tying the two to a [`Sink`].
+
+mod batch;
+mod currency;
+mod field;
+mod reader;
+mod report;
+mod request;
+mod rules;
+mod stream;
+
+pub use batch::{
+    Batch, BatchLimits, BatchSizeError, Batcher, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES,
+    META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed, RowRef, SerializeError, Superseded,
+    form_encoded_len,
+};
+pub use field::{AVAILABILITY_VALUES, CONDITION_VALUES, Field};
+pub use reader::{FileError, HeaderLayout, Position, ProductReader, ReaderLimits, RejectedRow, Row};
+pub use report::{ProblemReport, RowIssue, RowOutcome};
+pub use request::{ProductTypeMapping, UnknownMapping, write_request};
+pub use rules::{Price, PriceProblem, Problem, ProblemKind, Product, parse_price, validate};
+pub use stream::{FeedError, RowCounts, Sink, feed};
+
+/// The required header, in the contract's order, as a CSV line.
+pub const REQUIRED_HEADER: &str =
+    "id,title,description,link,image_link,availability,price,brand,condition,product_type";

@@ -1,0 +1,516 @@
+//! A streaming reader that checks the header once and then each row as it is read.
+
+use std::io::{self, Read};
+
+use thiserror::Error;
+
+use crate::field::Field;
+use crate::rules::{self, Problem, ProblemKind, Product};
+
+/// Bounds that keep hostile or broken files from exhausting memory or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaderLimits {
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most data rows accepted.
+    pub max_rows: u64,
+    /// Largest single CSV record (row), in bytes.
+    pub max_record_bytes: u64,
+    /// Most columns accepted in the header.
+    pub max_columns: usize,
+}
+
+impl Default for ReaderLimits {
+    fn default() -> Self {
+        ReaderLimits {
+            max_file_bytes: 4 * 1024 * 1024 * 1024,
+            max_rows: 10_000_000,
+            // Meta's longest fields total ~12,000 characters; 1 MiB leaves room for extra columns.
+            max_record_bytes: 1024 * 1024,
+            max_columns: 1000,
+        }
+    }
+}
+
+/// Where the reader is in the file: enough to report, and to resume from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// 1-based line on which the next record starts.
+    pub line: u64,
+    /// Byte offset at which the next record starts.
+    pub byte: u64,
+    /// Data rows read so far.
+    pub rows: u64,
+}
+
+/// A problem with the file as a whole: nothing in it can be used.
+#[derive(Debug, Error)]
+pub enum FileError {
+    /// Zero bytes, or only blank lines.
+    #[error("the file is empty; export a header line and at least one product")]
+    Empty,
+    /// A header and nothing else.
+    #[error("the file has a header but no products; export at least one product row")]
+    NoRows,
+    /// Required columns are absent from the header.
+    #[error(
+        "line 1: missing required column(s) {}; the header has: {}. Add the missing column(s) (names are matched ignoring case and surrounding spaces)",
+        .missing.join(", "),
+        .found.join(", ")
+    )]
+    MissingColumns {
+        /// Required columns not found.
+        missing: Vec<&'static str>,
+        /// The header as read (shortened).
+        found: Vec<String>,
+    },
+    /// The same required column twice.
+    #[error(
+        "line 1: column {name:?} appears twice (columns {first} and {second}); keep only one"
+    )]
+    DuplicateColumn {
+        /// The column name.
+        name: &'static str,
+        /// 1-based position of the first.
+        first: usize,
+        /// 1-based position of the second.
+        second: usize,
+    },
+    /// Header bytes are not UTF-8.
+    #[error("line 1: the header is not UTF-8; export the file as UTF-8")]
+    HeaderNotUtf8,
+    /// More columns than any real export has.
+    #[error(
+        "line 1: the header has {found} columns, more than the {max} accepted; export only the product columns"
+    )]
+    TooManyColumns {
+        /// Columns found.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// One record is larger than the limit: usually an unclosed quote or a binary file.
+    #[error(
+        "line {line}: a row is larger than {max_bytes} bytes; look for an unclosed quote (\") on or after this line, or a file that is not CSV"
+    )]
+    RecordTooLarge {
+        /// Line on which the record starts.
+        line: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// More rows than the limit.
+    #[error("the file has more than {max} rows; split the export into smaller files")]
+    TooManyRows {
+        /// The limit.
+        max: u64,
+    },
+    /// More bytes than the limit.
+    #[error("the file is larger than {max_bytes} bytes; split the export into smaller files")]
+    FileTooLarge {
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The underlying reader failed.
+    #[error("line {line}: could not read the file: {source}")]
+    Read {
+        /// Line being read when it failed.
+        line: u64,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl FileError {
+    /// A stable, machine-readable name for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FileError::Empty => "empty_file",
+            FileError::NoRows => "no_rows",
+            FileError::MissingColumns { .. } => "missing_columns",
+            FileError::DuplicateColumn { .. } => "duplicate_column",
+            FileError::HeaderNotUtf8 => "header_not_utf8",
+            FileError::TooManyColumns { .. } => "too_many_columns",
+            FileError::RecordTooLarge { .. } => "record_too_large",
+            FileError::TooManyRows { .. } => "too_many_rows",
+            FileError::FileTooLarge { .. } => "file_too_large",
+            FileError::Read { .. } => "read_failed",
+        }
+    }
+
+    /// True when the bytes could not be read at all, as opposed to bytes that break the contract.
+    pub fn is_read_failure(&self) -> bool {
+        matches!(self, FileError::Read { .. })
+    }
+}
+
+/// A row that cannot be sent, with every reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    /// 1-based line on which the record starts.
+    pub line: u64,
+    /// The product id, when the row has a readable one.
+    pub id: Option<String>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+/// One data row, checked.
+#[derive(Debug)]
+pub enum Row<'r> {
+    /// The row passed every rule.
+    Valid {
+        /// 1-based line on which the record starts.
+        line: u64,
+        /// The product, borrowing the reader's record buffer.
+        product: Product<'r>,
+    },
+    /// The row breaks at least one rule.
+    Rejected(RejectedRow),
+}
+
+/// Which limit a [`Metered`] reader hit.
+#[derive(Debug, Clone, Copy)]
+enum Tripped {
+    File,
+    Record,
+}
+
+/// Counts bytes handed to the CSV parser so record and file limits hold before memory grows.
+///
+/// The `csv` crate grows its record buffer without bound; metering the source is the one place
+/// a limit can be enforced without forking the parser.
+struct Metered<R> {
+    inner: R,
+    consumed: u64,
+    record_start: u64,
+    max_file_bytes: u64,
+    max_record_span: u64,
+    tripped: Option<Tripped>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let tripped = if self.consumed > self.max_file_bytes {
+            Some(Tripped::File)
+        } else if self.consumed.saturating_sub(self.record_start) > self.max_record_span {
+            Some(Tripped::Record)
+        } else {
+            None
+        };
+        if let Some(limit) = tripped {
+            self.tripped = Some(limit);
+            return Err(io::Error::other("catalog-sync input limit reached"));
+        }
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}
+
+/// Size of the parser's read buffer; also the slack allowed over the record limit.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Where each required field sits in a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderLayout {
+    /// Record index of each field, in [`Field::ALL`] order.
+    pub columns: [usize; 10],
+    /// Number of columns in the header.
+    pub width: usize,
+    /// Names of columns that are not part of the contract.
+    pub extra: Vec<String>,
+}
+
+impl HeaderLayout {
+    /// Maps a header record to field positions, or says what is wrong with it.
+    pub fn from_header(header: &csv::ByteRecord, max_columns: usize) -> Result<Self, FileError> {
+        if header.len() > max_columns {
+            return Err(FileError::TooManyColumns {
+                found: header.len(),
+                max: max_columns,
+            });
+        }
+        let mut columns: [Option<usize>; 10] = [None; 10];
+        let mut extra = Vec::new();
+        let mut names = Vec::with_capacity(header.len());
+        for (index, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| FileError::HeaderNotUtf8)?;
+            // A BOM is stripped by the parser from the first field only; be lenient everywhere.
+            let name = name.trim_start_matches('\u{feff}').trim();
+            names.push(rules::excerpt(name));
+            match Field::from_header(name) {
+                Some(field) => match columns[field.index()] {
+                    Some(first) => {
+                        return Err(FileError::DuplicateColumn {
+                            name: field.name(),
+                            first: first + 1,
+                            second: index + 1,
+                        });
+                    }
+                    None => columns[field.index()] = Some(index),
+                },
+                None if name.is_empty() => extra.push(format!("(unnamed column {})", index + 1)),
+                None => extra.push(rules::excerpt(name)),
+            }
+        }
+        let missing: Vec<&'static str> = Field::ALL
+            .into_iter()
+            .filter(|field| columns[field.index()].is_none())
+            .map(Field::name)
+            .collect();
+        if !missing.is_empty() {
+            names.truncate(40);
+            return Err(FileError::MissingColumns {
+                missing,
+                found: names,
+            });
+        }
+        let mut resolved = [0usize; 10];
+        for (slot, column) in resolved.iter_mut().zip(columns) {
+            *slot = column.unwrap_or_default();
+        }
+        Ok(HeaderLayout {
+            columns: resolved,
+            width: header.len(),
+            extra,
+        })
+    }
+}
+
+/// Reads a product CSV row by row: memory depends on the longest row, never on the file.
+pub struct ProductReader<R: Read> {
+    csv: csv::Reader<Metered<R>>,
+    layout: HeaderLayout,
+    limits: ReaderLimits,
+    record: csv::ByteRecord,
+    /// Added to the parser's own positions when reading resumes part-way through a file.
+    base: Position,
+    rows: u64,
+    finished: bool,
+}
+
+impl<R: Read> ProductReader<R> {
+    /// Reads and checks the header with default limits.
+    pub fn new(reader: R) -> Result<Self, FileError> {
+        Self::with_limits(reader, ReaderLimits::default())
+    }
+
+    /// Reads and checks the header.
+    pub fn with_limits(reader: R, limits: ReaderLimits) -> Result<Self, FileError> {
+        let mut csv = Self::parser(reader, limits);
+        let mut header = csv::ByteRecord::new();
+        if !read_record(&mut csv, &mut header, &limits, 1)? {
+            return Err(FileError::Empty);
+        }
+        let layout = HeaderLayout::from_header(&header, limits.max_columns)?;
+        Ok(ProductReader {
+            csv,
+            layout,
+            limits,
+            record: csv::ByteRecord::new(),
+            base: Position::default(),
+            rows: 0,
+            finished: false,
+        })
+    }
+
+    /// Continues a file part-way through: `reader` starts at `at.byte` of the original file.
+    pub fn resume(
+        reader: R,
+        layout: HeaderLayout,
+        at: Position,
+        limits: ReaderLimits,
+    ) -> ProductReader<R> {
+        ProductReader {
+            csv: Self::parser(reader, limits),
+            layout,
+            limits,
+            record: csv::ByteRecord::new(),
+            base: Position {
+                line: at.line.saturating_sub(1),
+                byte: at.byte,
+                rows: at.rows,
+            },
+            rows: at.rows,
+            finished: false,
+        }
+    }
+
+    fn parser(reader: R, limits: ReaderLimits) -> csv::Reader<Metered<R>> {
+        let metered = Metered {
+            inner: reader,
+            consumed: 0,
+            record_start: 0,
+            max_file_bytes: limits.max_file_bytes,
+            max_record_span: limits.max_record_bytes + BUFFER_BYTES as u64,
+            tripped: None,
+        };
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            // With the default CRLF terminator the parser stops between '\r' and '\n' and
+            // reports the next record one line early; ending records at '\n' alone keeps line
+            // numbers exact, and the stray '\r' is trimmed with other surrounding whitespace.
+            .terminator(csv::Terminator::Any(b'\n'))
+            .flexible(true)
+            .buffer_capacity(BUFFER_BYTES)
+            .from_reader(metered)
+    }
+
+    /// The header's layout: field positions and extra columns.
+    pub fn layout(&self) -> &HeaderLayout {
+        &self.layout
+    }
+
+    /// Columns that are not part of the contract and are ignored.
+    pub fn extra_columns(&self) -> &[String] {
+        &self.layout.extra
+    }
+
+    /// Where the next record starts (line, byte in the whole file) and rows read so far.
+    pub fn position(&self) -> Position {
+        let here = self.csv.position();
+        Position {
+            line: self.base.line + here.line(),
+            byte: self.base.byte + here.byte(),
+            rows: self.rows,
+        }
+    }
+
+    /// Bytes read from the source so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.base.byte + self.csv.get_ref().consumed
+    }
+
+    /// The next row, checked; `None` at the end of the file.
+    ///
+    /// A file with a header and no rows ends in [`FileError::NoRows`]. After an error, the file
+    /// should be treated as unusable.
+    pub fn next_row(&mut self) -> Result<Option<Row<'_>>, FileError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let start = self.position();
+        self.csv.get_mut().record_start = start.byte - self.base.byte;
+        if !read_record(&mut self.csv, &mut self.record, &self.limits, start.line)? {
+            self.finished = true;
+            return if self.rows == 0 {
+                Err(FileError::NoRows)
+            } else {
+                Ok(None)
+            };
+        }
+        if self.rows >= self.limits.max_rows {
+            return Err(FileError::TooManyRows {
+                max: self.limits.max_rows,
+            });
+        }
+        self.rows += 1;
+        let line = self
+            .record
+            .position()
+            .map_or(start.line, |p| self.base.line + p.line());
+        Ok(Some(check_record(&self.record, &self.layout, line)))
+    }
+}
+
+/// Reads the next record that is not a blank line, turning parser and limit failures into
+/// [`FileError`]s.
+fn read_record<R: Read>(
+    csv: &mut csv::Reader<Metered<R>>,
+    record: &mut csv::ByteRecord,
+    limits: &ReaderLimits,
+    line: u64,
+) -> Result<bool, FileError> {
+    loop {
+        match read_any_record(csv, record, limits, line)? {
+            true if is_blank(record) => continue,
+            more => return Ok(more),
+        }
+    }
+}
+
+/// A line holding nothing but whitespace, such as the `\r` of an empty CRLF line.
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.len() == 1 && record.as_slice().iter().all(u8::is_ascii_whitespace)
+}
+
+fn read_any_record<R: Read>(
+    csv: &mut csv::Reader<Metered<R>>,
+    record: &mut csv::ByteRecord,
+    limits: &ReaderLimits,
+    line: u64,
+) -> Result<bool, FileError> {
+    match csv.read_byte_record(record) {
+        Ok(more) => Ok(more),
+        Err(error) => Err(match csv.get_ref().tripped {
+            Some(Tripped::File) => FileError::FileTooLarge {
+                max_bytes: limits.max_file_bytes,
+            },
+            Some(Tripped::Record) => FileError::RecordTooLarge {
+                line,
+                max_bytes: limits.max_record_bytes,
+            },
+            None => match error.into_kind() {
+                csv::ErrorKind::Io(source) => FileError::Read { line, source },
+                other => FileError::Read {
+                    line,
+                    source: io::Error::other(format!("{other:?}")),
+                },
+            },
+        }),
+    }
+}
+
+/// Applies the row rules to one record.
+fn check_record<'r>(record: &'r csv::ByteRecord, layout: &HeaderLayout, line: u64) -> Row<'r> {
+    let readable_id = || {
+        record
+            .get(layout.columns[Field::Id.index()])
+            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(rules::excerpt)
+    };
+    if record.len() != layout.width {
+        return Row::Rejected(RejectedRow {
+            line,
+            id: readable_id(),
+            problems: vec![Problem {
+                field: None,
+                kind: ProblemKind::FieldCount {
+                    expected: layout.width,
+                    found: record.len(),
+                },
+            }],
+        });
+    }
+    let mut values = [""; 10];
+    let mut problems = Vec::new();
+    for field in Field::ALL {
+        let raw = record.get(layout.columns[field.index()]).unwrap_or_default();
+        match std::str::from_utf8(raw) {
+            Ok(text) => values[field.index()] = text,
+            Err(_) => problems.push(Problem {
+                field: Some(field),
+                kind: ProblemKind::NotUtf8,
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Row::Rejected(RejectedRow {
+            line,
+            id: readable_id(),
+            problems,
+        });
+    }
+    match rules::validate(values) {
+        Ok(product) => Row::Valid { line, product },
+        Err(problems) => Row::Rejected(RejectedRow {
+            line,
+            id: readable_id(),
+            problems,
+        }),
+    }
+}
