@@ -21,7 +21,9 @@ pub use batch::{
     form_encoded_len,
 };
 pub use field::{AVAILABILITY_VALUES, CONDITION_VALUES, Field};
-pub use reader::{FileError, HeaderLayout, Position, ProductReader, ReaderLimits, RejectedRow, Row};
+pub use reader::{
+    FileError, HeaderLayout, Position, ProductReader, ReaderLimits, RejectedRow, Row,
+};
 pub use report::{ProblemReport, RowIssue, RowOutcome};
 pub use request::{ProductTypeMapping, UnknownMapping, write_request};
 pub use rules::{Price, PriceProblem, Problem, ProblemKind, Product, parse_price, validate};

@@ -65,9 +65,7 @@ pub enum FileError {
         found: Vec<String>,
     },
     /// The same required column twice.
-    #[error(
-        "line 1: column {name:?} appears twice (columns {first} and {second}); keep only one"
-    )]
+    #[error("line 1: column {name:?} appears twice (columns {first} and {second}); keep only one")]
     DuplicateColumn {
         /// The column name.
         name: &'static str,
@@ -489,7 +487,9 @@ fn check_record<'r>(record: &'r csv::ByteRecord, layout: &HeaderLayout, line: u6
     let mut values = [""; 10];
     let mut problems = Vec::new();
     for field in Field::ALL {
-        let raw = record.get(layout.columns[field.index()]).unwrap_or_default();
+        let raw = record
+            .get(layout.columns[field.index()])
+            .unwrap_or_default();
         match std::str::from_utf8(raw) {
             Ok(text) => values[field.index()] = text,
             Err(_) => problems.push(Problem {

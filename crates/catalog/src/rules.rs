@@ -257,8 +257,18 @@ pub fn validate<'r>(values: [&'r str; 10]) -> Result<Product<'r>, Vec<Problem>> 
     let condition = text(Field::Condition);
     let product_type = text(Field::ProductType);
 
-    let availability = one_of(Field::Availability, availability, &AVAILABILITY_VALUES, &mut problems);
-    let condition = one_of(Field::Condition, condition, &CONDITION_VALUES, &mut problems);
+    let availability = one_of(
+        Field::Availability,
+        availability,
+        &AVAILABILITY_VALUES,
+        &mut problems,
+    );
+    let condition = one_of(
+        Field::Condition,
+        condition,
+        &CONDITION_VALUES,
+        &mut problems,
+    );
     let price = if price.is_empty() {
         None
     } else {
@@ -278,7 +288,9 @@ pub fn validate<'r>(values: [&'r str; 10]) -> Result<Product<'r>, Vec<Problem>> 
         if !url.is_empty() && !is_http_url(url) {
             problems.push(Problem {
                 field: Some(field),
-                kind: ProblemKind::Url { found: excerpt(url) },
+                kind: ProblemKind::Url {
+                    found: excerpt(url),
+                },
             });
         }
     }
@@ -344,11 +356,13 @@ pub fn parse_price(value: &str) -> Result<Price<'_>, PriceProblem> {
         return Err(PriceProblem::Symbol);
     }
     if !is_decimal(amount) {
-        return Err(if is_decimal(code) && currency::is_known(&amount.to_ascii_uppercase()) {
-            PriceProblem::CodeFirst
-        } else {
-            PriceProblem::NotANumber
-        });
+        return Err(
+            if is_decimal(code) && currency::is_known(&amount.to_ascii_uppercase()) {
+                PriceProblem::CodeFirst
+            } else {
+                PriceProblem::NotANumber
+            },
+        );
     }
     if code.is_empty() {
         return Err(PriceProblem::MissingCurrency);

@@ -56,7 +56,10 @@ fn a_clean_file_reads_every_row_with_its_line() {
 
 #[test]
 fn utf8_bom_and_crlf_are_accepted() {
-    let csv = format!("\u{feff}{HEADER}\r\n{GOOD}\r\n\r\n{}\r\n", GOOD.replace("SKU-1", "SKU-2"));
+    let csv = format!(
+        "\u{feff}{HEADER}\r\n{GOOD}\r\n\r\n{}\r\n",
+        GOOD.replace("SKU-1", "SKU-2")
+    );
     assert_eq!(
         read_all(csv.as_bytes()).unwrap(),
         vec![valid(2, "SKU-1"), valid(4, "SKU-2")]
@@ -66,7 +69,10 @@ fn utf8_bom_and_crlf_are_accepted() {
 #[test]
 fn crlf_inside_quoted_fields_keeps_later_line_numbers_right() {
     let multi = GOOD.replace("A blue mug.", "\"one\r\ntwo\"");
-    let csv = format!("{HEADER}\r\n{multi}\r\n{}\r\n", GOOD.replace("SKU-1", "SKU-2"));
+    let csv = format!(
+        "{HEADER}\r\n{multi}\r\n{}\r\n",
+        GOOD.replace("SKU-1", "SKU-2")
+    );
     assert_eq!(
         read_all(csv.as_bytes()).unwrap(),
         vec![valid(2, "SKU-1"), valid(4, "SKU-2")]
@@ -110,7 +116,8 @@ fn columns_may_come_in_any_order_and_case_with_extras_ignored() {
 
 #[test]
 fn missing_columns_reject_the_file_naming_each() {
-    let csv = "id,title,description,link,image_link,availability,brand,condition\nA,B,C,D,E,F,G,H\n";
+    let csv =
+        "id,title,description,link,image_link,availability,brand,condition\nA,B,C,D,E,F,G,H\n";
     let err = read_all(csv.as_bytes()).unwrap_err();
     match &err {
         FileError::MissingColumns { missing, .. } => {
@@ -147,7 +154,11 @@ fn empty_and_blank_files_are_rejected_as_empty() {
 
 #[test]
 fn a_header_only_file_is_rejected_as_having_no_rows() {
-    for csv in [HEADER.to_owned(), format!("{HEADER}\n"), format!("{HEADER}\r\n\r\n")] {
+    for csv in [
+        HEADER.to_owned(),
+        format!("{HEADER}\n"),
+        format!("{HEADER}\r\n\r\n"),
+    ] {
         assert!(
             matches!(read_all(csv.as_bytes()), Err(FileError::NoRows)),
             "{csv:?}"
@@ -157,7 +168,10 @@ fn a_header_only_file_is_rejected_as_having_no_rows() {
 
 #[test]
 fn ragged_rows_are_rejected_with_their_line_and_id() {
-    let csv = format!("{HEADER}\n{GOOD},extra\nSKU-9,short\n{}\n", GOOD.replace("SKU-1", "SKU-3"));
+    let csv = format!(
+        "{HEADER}\n{GOOD},extra\nSKU-9,short\n{}\n",
+        GOOD.replace("SKU-1", "SKU-3")
+    );
     let rows = read_all(csv.as_bytes()).unwrap();
     assert_eq!(
         rows,
@@ -201,14 +215,26 @@ fn an_invalid_utf8_header_rejects_the_file() {
 
 #[test]
 fn a_row_breaking_several_rules_lists_every_reason() {
-    let csv = format!("{HEADER}\n,{},,ftp://x,https://a.example/i,soon,$4,,mint,\n", "t".repeat(201));
+    let csv = format!(
+        "{HEADER}\n,{},,ftp://x,https://a.example/i,soon,$4,,mint,\n",
+        "t".repeat(201)
+    );
     let rows = read_all(csv.as_bytes()).unwrap();
     assert_eq!(rows[0].id, None);
     let mut codes = rows[0].problems.clone();
     codes.sort_unstable();
     assert_eq!(
         codes,
-        vec!["bad_price", "bad_url", "empty", "empty", "empty", "not_allowed", "not_allowed", "too_long"]
+        vec![
+            "bad_price",
+            "bad_url",
+            "empty",
+            "empty",
+            "empty",
+            "not_allowed",
+            "not_allowed",
+            "too_long"
+        ]
     );
 }
 
@@ -224,7 +250,13 @@ fn an_unclosed_quote_ends_in_a_clear_record_too_large_error() {
     assert!(matches!(reader.next_row(), Ok(Some(Row::Valid { .. }))));
     let err = reader.next_row().unwrap_err();
     assert!(
-        matches!(err, FileError::RecordTooLarge { line: 3, max_bytes: 1000 }),
+        matches!(
+            err,
+            FileError::RecordTooLarge {
+                line: 3,
+                max_bytes: 1000
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("unclosed quote"));
@@ -242,8 +274,13 @@ fn one_endless_line_is_stopped_without_reading_it_all() {
     }
     let mut source = Endless(0);
     let limits = ReaderLimits::default();
-    let err = ProductReader::with_limits(&mut source, limits).err().unwrap();
-    assert!(matches!(err, FileError::RecordTooLarge { line: 1, .. }), "{err:?}");
+    let err = ProductReader::with_limits(&mut source, limits)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, FileError::RecordTooLarge { line: 1, .. }),
+        "{err:?}"
+    );
     assert!(source.0 < 2 * limits.max_record_bytes + 1024 * 1024);
 }
 
@@ -279,13 +316,18 @@ fn too_many_columns_rejects_the_file() {
     };
     assert!(matches!(
         read_with(csv.as_bytes(), limits),
-        Err(FileError::TooManyColumns { found: 100_010, max: 1000 })
+        Err(FileError::TooManyColumns {
+            found: 100_010,
+            max: 1000
+        })
     ));
 }
 
 #[test]
 fn binary_garbage_never_panics() {
-    let garbage: Vec<u8> = (0..50_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let garbage: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     let _ = read_all(&garbage);
     let mut with_nul = format!("{HEADER}\n").into_bytes();
     with_nul.extend_from_slice(b"\0\0\0,\0\n");
@@ -328,4 +370,3 @@ fn position_tracks_lines_bytes_and_rows_for_resuming() {
     assert!(resumed.next_row().unwrap().is_none());
     assert_eq!(resumed.position().rows, 2);
 }
-

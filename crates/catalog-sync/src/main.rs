@@ -1,0 +1,117 @@
+//! The `catalog-sync` command-line program: check, transform and (in later commands) send a
+//! retailer's product CSV exports to a Meta catalog.
+
+mod check;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use catalog::{BatchLimits, ProductTypeMapping};
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status when every row of every file is valid.
+const EXIT_OK: u8 = 0;
+/// Exit status when any row or file was rejected.
+const EXIT_REJECTED: u8 = 1;
+/// Exit status when a file could not be read or the arguments are wrong.
+const EXIT_UNUSABLE: u8 = 2;
+
+/// Keep a Meta product catalog in sync with CSV exports of your product database.
+#[derive(Debug, Parser)]
+#[command(name = "catalog-sync", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check CSV files against Meta's catalog rules and list every rejected row.
+    ///
+    /// Exit status: 0 when every row of every file is valid, 1 when a row or a file is
+    /// rejected, 2 when a file cannot be read or the arguments are wrong.
+    Validate(ValidateArgs),
+    /// Validate, then write each items_batch request body as DIR/batch-0001.json, ...: exactly
+    /// what would be sent, without sending it.
+    ///
+    /// Several files are merged into one stream of batches. Exit status as for validate.
+    Transform(TransformArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// CSV files to check; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TransformArgs {
+    /// Requests per items_batch call, 1 to 5000.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = catalog::DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
+    batch_size: usize,
+    /// Folder for the batch files; created if missing, and must not hold earlier batch files.
+    #[arg(long, value_name = "DIR", default_value = "batches")]
+    out: PathBuf,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// CSV files to transform, in order; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct MappingArgs {
+    /// Which Meta field receives the CSV's product_type column.
+    #[arg(
+        long,
+        env = "PRODUCT_TYPE_MAPPING",
+        default_value = "google_product_category",
+        value_parser = parse_mapping,
+    )]
+    product_type_as: ProductTypeMapping,
+}
+
+fn parse_mapping(value: &str) -> Result<ProductTypeMapping, String> {
+    value
+        .parse()
+        .map_err(|error: catalog::UnknownMapping| error.to_string())
+}
+
+fn parse_batch_size(value: &str) -> Result<usize, String> {
+    BatchLimits::parse(value)
+        .map(|limits| limits.max_items())
+        .map_err(|error| error.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => {
+            check::validate(&args.files, args.mapping.product_type_as, args.json)
+        }
+        Command::Transform(args) => check::transform(
+            &args.files,
+            args.batch_size,
+            args.mapping.product_type_as,
+            &args.out,
+            args.json,
+        ),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("catalog-sync: {error:#}");
+            ExitCode::from(EXIT_UNUSABLE)
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Mapping to requests and batching: limits, order, duplicates.
+
+use catalog::{
+    Batch, BatchLimits, Batcher, Field, ProductTypeMapping, RowRef, form_encoded_len, validate,
+};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn values(id: &str) -> [String; 10] {
+    [
+        id.to_owned(),
+        format!("Title {id}"),
+        "Description".to_owned(),
+        "https://shop.example/p".to_owned(),
+        "https://cdn.example/i.jpg".to_owned(),
+        "in stock".to_owned(),
+        "9.99 USD".to_owned(),
+        "Acme".to_owned(),
+        "new".to_owned(),
+        "Home > Mugs".to_owned(),
+    ]
+}
+
+fn push_all(batcher: &mut Batcher, ids: &[&str]) -> (Vec<Batch>, Vec<catalog::Superseded>) {
+    let mut batches = Vec::new();
+    let mut superseded = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        let owned = values(id);
+        let fields: [&str; 10] = std::array::from_fn(|i| owned[i].as_str());
+        let product = validate(fields).expect("valid");
+        let row = RowRef {
+            source: 0,
+            line: index as u64 + 2,
+        };
+        let pushed = batcher.push(&product, row).expect("serialises");
+        superseded.extend(pushed.superseded);
+        batches.extend(pushed.batch);
+    }
+    batches.extend(batcher.finish());
+    (batches, superseded)
+}
+
+fn ids_of(batch: &Batch) -> Vec<String> {
+    let requests: Vec<Value> = serde_json::from_str(&batch.requests_json).expect("json");
+    requests
+        .iter()
+        .map(|r| r["data"]["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn batch_size_must_be_between_1_and_5000() {
+    for ok in ["1", "3000", " 5000 "] {
+        assert!(BatchLimits::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["0", "5001", "-1", "abc", "", "3000.5"] {
+        let err = BatchLimits::parse(bad).expect_err(bad);
+        assert!(
+            err.to_string()
+                .starts_with("BATCH_SIZE must be a whole number from 1 to 5000")
+        );
+    }
+    assert_eq!(BatchLimits::default().max_items(), 3000);
+}
+
+#[test]
+fn a_request_is_an_update_with_every_field() {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (batches, _) = push_all(&mut batcher, &["SKU-1"]);
+    let requests: Value = serde_json::from_str(&batches[0].requests_json).unwrap();
+    assert_eq!(
+        requests,
+        serde_json::json!([{
+            "method": "UPDATE",
+            "data": {
+                "id": "SKU-1", "title": "Title SKU-1", "description": "Description",
+                "availability": "in stock", "condition": "new", "price": "9.99 USD",
+                "link": "https://shop.example/p", "image_link": "https://cdn.example/i.jpg",
+                "brand": "Acme", "google_product_category": "Home > Mugs"
+            }
+        }])
+    );
+    let body: Value = serde_json::from_str(&batches[0].body_json()).unwrap();
+    assert_eq!(body["item_type"], "PRODUCT_ITEM");
+    assert_eq!(body["allow_upsert"], true);
+    assert_eq!(body["requests"], requests);
+}
+
+#[test]
+fn product_type_mapping_is_configurable() {
+    for (mapping, gpc, pt) in [
+        (ProductTypeMapping::GoogleProductCategory, true, false),
+        (ProductTypeMapping::ProductType, false, true),
+        (ProductTypeMapping::Both, true, true),
+    ] {
+        let mut batcher = Batcher::new(BatchLimits::default(), mapping);
+        let (batches, _) = push_all(&mut batcher, &["A"]);
+        let requests: Value = serde_json::from_str(&batches[0].requests_json).unwrap();
+        let data = &requests[0]["data"];
+        assert_eq!(
+            data.get("google_product_category").is_some(),
+            gpc,
+            "{mapping}"
+        );
+        assert_eq!(data.get("product_type").is_some(), pt, "{mapping}");
+    }
+    assert_eq!("BOTH".parse(), Ok(ProductTypeMapping::Both));
+    assert!("category".parse::<ProductTypeMapping>().is_err());
+}
+
+#[test]
+fn an_empty_product_type_is_left_out_rather_than_clearing_the_category() {
+    let mut owned = values("A");
+    owned[Field::ProductType.index()].clear();
+    let fields: [&str; 10] = std::array::from_fn(|i| owned[i].as_str());
+    let product = validate(fields).unwrap();
+    let mut out = Vec::new();
+    catalog::write_request(&product, ProductTypeMapping::Both, &mut out).unwrap();
+    let request: Value = serde_json::from_slice(&out).unwrap();
+    assert!(request["data"].get("google_product_category").is_none());
+    assert!(request["data"].get("product_type").is_none());
+}
+
+#[test]
+fn batches_split_by_count_and_are_numbered() {
+    let mut batcher = Batcher::new(BatchLimits::new(2).unwrap(), ProductTypeMapping::default());
+    let (batches, _) = push_all(&mut batcher, &["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        batches.iter().map(Batch::len).collect::<Vec<_>>(),
+        [2, 2, 1]
+    );
+    assert_eq!(
+        batches.iter().map(|b| b.number).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(batches[2].rows, vec![RowRef { source: 0, line: 6 }]);
+}
+
+#[test]
+fn a_duplicate_in_the_open_batch_replaces_the_earlier_row_in_place() {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (batches, superseded) = push_all(&mut batcher, &["a", "b", "a", "c"]);
+    assert_eq!(batches.len(), 1);
+    // Meta drops every copy of an id repeated in one call, so only the last copy is sent.
+    assert_eq!(ids_of(&batches[0]), ["b", "a", "c"]);
+    assert_eq!(
+        batches[0].rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_eq!(superseded.len(), 1);
+    assert_eq!(superseded[0].earlier.line, 2);
+    assert_eq!(superseded[0].by.line, 4);
+    assert!(!superseded[0].already_batched);
+}
+
+#[test]
+fn a_duplicate_of_a_completed_batch_follows_in_a_later_batch() {
+    let mut batcher = Batcher::new(BatchLimits::new(2).unwrap(), ProductTypeMapping::default());
+    let (batches, superseded) = push_all(&mut batcher, &["a", "b", "c", "a"]);
+    assert_eq!(ids_of(&batches[0]), ["a", "b"]);
+    assert_eq!(ids_of(&batches[1]), ["c", "a"]);
+    assert!(superseded[0].already_batched);
+}
+
+#[test]
+fn the_byte_budget_splits_batches_before_the_limit() {
+    let budget = 4096;
+    let limits = BatchLimits::default().with_max_body_bytes(budget);
+    let mut batcher = Batcher::new(limits, ProductTypeMapping::default());
+    let ids: Vec<String> = (0..200).map(|i| format!("id-{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (batches, _) = push_all(&mut batcher, &refs);
+    assert!(batches.len() > 5);
+    for batch in &batches {
+        assert!(batch.form_body_len() <= budget, "{}", batch.form_body_len());
+    }
+    assert_eq!(batches.iter().map(Batch::len).sum::<usize>(), 200);
+}
+
+#[test]
+fn form_encoded_length_matches_a_real_encoder() {
+    let sample = r#"[{"method":"UPDATE","data":{"id":"é ü/?&=+ 1"}}]"#;
+    let encoded: String = url::form_urlencoded::byte_serialize(sample.as_bytes()).collect();
+    assert_eq!(form_encoded_len(sample.as_bytes()), encoded.len());
+}
+
+/// Text without surrounding whitespace (trimmed on input) and non-empty.
+fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!(".{{1,{max}}}"))
+        .expect("regex")
+        .prop_map(|s| s.trim().to_owned())
+        .prop_filter("non-empty after trim", |s| !s.is_empty())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_valid_product_survives_the_mapping_intact(
+        id in text(100), title in text(200), description in text(400), brand in text(100),
+        product_type in text(300), cents in 0u64..10_000_000, currency in prop::sample::select(vec!["USD", "EUR", "IQD", "JPY"]),
+    ) {
+        let price = format!("{}.{:02} {currency}", cents / 100, cents % 100);
+        let fields = [
+            id.as_str(), title.as_str(), description.as_str(), "https://shop.example/p?q=\"x\"",
+            "https://cdn.example/i.jpg", "in stock", price.as_str(), brand.as_str(), "new",
+            product_type.as_str(),
+        ];
+        let product = validate(fields).expect("valid");
+        let mut out = Vec::new();
+        catalog::write_request(&product, ProductTypeMapping::Both, &mut out).unwrap();
+        let request: Value = serde_json::from_slice(&out).unwrap();
+        let data = &request["data"];
+        prop_assert_eq!(data["id"].as_str(), Some(id.as_str()));
+        prop_assert_eq!(data["title"].as_str(), Some(title.as_str()));
+        prop_assert_eq!(data["description"].as_str(), Some(description.as_str()));
+        prop_assert_eq!(data["brand"].as_str(), Some(brand.as_str()));
+        prop_assert_eq!(data["price"].as_str(), Some(price.as_str()));
+        prop_assert_eq!(data["google_product_category"].as_str(), Some(product_type.as_str()));
+        prop_assert_eq!(data["product_type"].as_str(), Some(product_type.as_str()));
+        prop_assert_eq!(data["link"].as_str(), Some("https://shop.example/p?q=\"x\""));
+    }
+
+    #[test]
+    fn batches_respect_limits_and_hold_each_surviving_row_once_in_order(
+        ids in prop::collection::vec(0u16..60, 1..400),
+        max_items in 1usize..50,
+        budget in 600usize..20_000,
+    ) {
+        let limits = BatchLimits::new(max_items).unwrap().with_max_body_bytes(budget);
+        let mut batcher = Batcher::new(limits, ProductTypeMapping::default());
+        let names: Vec<String> = ids.iter().map(|i| format!("p{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (batches, superseded) = push_all(&mut batcher, &refs);
+
+        let mut sent_lines = Vec::new();
+        for (index, batch) in batches.iter().enumerate() {
+            prop_assert!(!batch.is_empty());
+            prop_assert!(batch.len() <= max_items);
+            prop_assert!(batch.form_body_len() <= budget);
+            prop_assert_eq!(batch.number as usize, index + 1);
+            let ids = ids_of(batch);
+            let mut unique = ids.clone();
+            unique.sort();
+            unique.dedup();
+            prop_assert_eq!(unique.len(), ids.len(), "an id repeated within one batch");
+            for (id, row) in ids.iter().zip(&batch.rows) {
+                prop_assert_eq!(id, &names[row.line as usize - 2]);
+            }
+            sent_lines.extend(batch.rows.iter().map(|r| r.line));
+        }
+        // Every row is either sent or superseded (never both within a batch), in input order.
+        let superseded_in_open: Vec<u64> = superseded
+            .iter()
+            .filter(|s| !s.already_batched)
+            .map(|s| s.earlier.line)
+            .collect();
+        let mut expected: Vec<u64> = (2..ids.len() as u64 + 2)
+            .filter(|line| !superseded_in_open.contains(line))
+            .collect();
+        expected.sort_unstable();
+        prop_assert_eq!(&sent_lines, &expected);
+        // The last row of every id is sent.
+        for id in names.iter() {
+            let last = names.iter().rposition(|n| n == id).unwrap() as u64 + 2;
+            prop_assert!(sent_lines.contains(&last));
+        }
+    }
+}
