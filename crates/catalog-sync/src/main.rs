@@ -37,6 +37,21 @@ enum Command {
     ///
     /// Several files are merged into one stream of batches. Exit status as for validate.
     Transform(TransformArgs),
+    /// Write a realistic synthetic product export, to try catalog-sync or measure it.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Number of products.
+    #[arg(long, default_value_t = 1000)]
+    rows: u64,
+    /// Seed; the same seed gives the same file.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where to write; `-` for standard output.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +108,23 @@ fn parse_batch_size(value: &str) -> Result<usize, String> {
         .map_err(|error| error.to_string())
 }
 
+fn generate(args: &GenerateArgs) -> anyhow::Result<u8> {
+    use anyhow::Context;
+    let bytes = if args.file.as_os_str() == "-" {
+        catalog::synthetic::write_products(std::io::stdout().lock(), args.rows, args.seed)?
+    } else {
+        let file = std::fs::File::create(&args.file)
+            .with_context(|| format!("cannot create {}", args.file.display()))?;
+        let out = std::io::BufWriter::with_capacity(1024 * 1024, file);
+        let bytes = catalog::synthetic::write_products(out, args.rows, args.seed)
+            .with_context(|| format!("cannot write {}", args.file.display()))?;
+        eprintln!("wrote {} products ({bytes} bytes) to {}", args.rows, args.file.display());
+        bytes
+    };
+    let _ = bytes;
+    Ok(EXIT_OK)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -106,6 +138,7 @@ fn main() -> ExitCode {
             &args.out,
             args.json,
         ),
+        Command::Generate(args) => generate(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -203,7 +203,7 @@ pub struct Batcher {
     limits: BatchLimits,
     mapping: ProductTypeMapping,
     hasher: foldhash::quality::RandomState,
-    seen: HashMap<u64, u64, PassThrough>,
+    seen: IdIndex,
     open_json: Vec<u8>,
     open_slots: Vec<Slot>,
     open_index: HashMap<u64, usize, PassThrough>,
@@ -220,7 +220,7 @@ impl Batcher {
             limits,
             mapping,
             hasher: foldhash::quality::RandomState::default(),
-            seen: HashMap::default(),
+            seen: IdIndex::default(),
             open_json: Vec::new(),
             open_slots: Vec::new(),
             open_index: HashMap::default(),
@@ -360,6 +360,45 @@ pub fn form_encoded_len(bytes: &[u8]) -> usize {
             }
         })
         .sum()
+}
+
+/// Distinct ids seen so far (as keyed 64-bit hashes) and the row each was last seen on.
+///
+/// Split into shards so that growing the index reallocates one small table at a time: a
+/// single table doubling from 2^20 to 2^21 slots holds both copies at once, which is most of
+/// a 64 MB budget; with 256 shards the extra room during growth is a fraction of a percent.
+struct IdIndex {
+    shards: Vec<HashMap<u64, u64, PassThrough>>,
+    len: usize,
+}
+
+/// Number of shards; a power of two so the shard is a mask of the hash.
+const ID_INDEX_SHARDS: usize = 256;
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        IdIndex {
+            shards: (0..ID_INDEX_SHARDS).map(|_| HashMap::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl IdIndex {
+    /// Records `row` for `key`, returning the row recorded before, if any.
+    fn insert(&mut self, key: u64, row: u64) -> Option<u64> {
+        // The low bits pick the table's buckets, so the shard comes from the high bits.
+        let shard = (key >> 56) as usize % ID_INDEX_SHARDS;
+        let previous = self.shards[shard].insert(key, row);
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
 }
 
 /// A hasher for keys that are already uniformly distributed 64-bit hashes.

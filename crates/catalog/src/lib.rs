@@ -14,6 +14,7 @@ mod report;
 mod request;
 mod rules;
 mod stream;
+pub mod synthetic;
 
 pub use batch::{
     Batch, BatchLimits, BatchSizeError, Batcher, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES,
