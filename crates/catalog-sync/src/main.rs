@@ -118,7 +118,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<u8> {
         let out = std::io::BufWriter::with_capacity(1024 * 1024, file);
         let bytes = catalog::synthetic::write_products(out, args.rows, args.seed)
             .with_context(|| format!("cannot write {}", args.file.display()))?;
-        eprintln!("wrote {} products ({bytes} bytes) to {}", args.rows, args.file.display());
+        eprintln!(
+            "wrote {} products ({bytes} bytes) to {}",
+            args.rows,
+            args.file.display()
+        );
         bytes
     };
     let _ = bytes;

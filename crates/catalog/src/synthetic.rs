@@ -6,14 +6,28 @@
 
 use std::io::{self, Write};
 
-const COLORS: [&str; 8] = ["Red", "Blue", "Green", "Black", "White", "Sand", "Plum", "Ocean"];
+const COLORS: [&str; 8] = [
+    "Red", "Blue", "Green", "Black", "White", "Sand", "Plum", "Ocean",
+];
 const KINDS: [(&str, &str); 6] = [
-    ("Mug", "Home & Garden > Kitchen & Dining > Tableware > Drinkware > Mugs"),
+    (
+        "Mug",
+        "Home & Garden > Kitchen & Dining > Tableware > Drinkware > Mugs",
+    ),
     ("Backpack", "Luggage & Bags > Backpacks"),
     ("Desk Lamp", "Home & Garden > Lighting > Lamps"),
-    ("Running Shoe", "Apparel & Accessories > Shoes > Athletic Shoes"),
-    ("Tea Towel", "Home & Garden > Linens & Bedding > Towels > Kitchen Towels"),
-    ("Phone Case", "Electronics > Communications > Telephony > Mobile Phone Accessories"),
+    (
+        "Running Shoe",
+        "Apparel & Accessories > Shoes > Athletic Shoes",
+    ),
+    (
+        "Tea Towel",
+        "Home & Garden > Linens & Bedding > Towels > Kitchen Towels",
+    ),
+    (
+        "Phone Case",
+        "Electronics > Communications > Telephony > Mobile Phone Accessories",
+    ),
 ];
 const AVAILABILITY: [&str; 4] = ["in stock", "in stock", "out of stock", "preorder"];
 const PHRASES: [&str; 6] = [
@@ -43,7 +57,10 @@ impl Rng {
 
 /// Writes a header and `rows` valid products to `out`; returns the bytes written.
 pub fn write_products<W: Write>(out: W, rows: u64, seed: u64) -> io::Result<u64> {
-    let mut out = Counting { inner: out, bytes: 0 };
+    let mut out = Counting {
+        inner: out,
+        bytes: 0,
+    };
     let mut rng = Rng(seed | 1);
     writeln!(out, "{}", crate::REQUIRED_HEADER)?;
     for n in 0..rows {

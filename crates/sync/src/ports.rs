@@ -1,0 +1,232 @@
+//! The small interfaces the use cases are written against, so that S3, SNS and Meta can be
+//! swapped for a local folder, the console and the emulator, or for fakes in unit tests.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use graph::{BatchStatus, CatalogInfo, GraphError, SentChunk};
+use time::OffsetDateTime;
+use tokio::io::AsyncRead;
+use tokio::time::Instant;
+
+use crate::alert::Alert;
+
+/// A streamed object body.
+pub type ObjectBody = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What a store knows about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The object's key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Entity tag (changes when the object is replaced).
+    pub etag: Option<String>,
+    /// When it was last written.
+    pub last_modified: Option<OffsetDateTime>,
+}
+
+/// A body to store.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// A local file, streamed (used for reports that may be large).
+    File(PathBuf),
+}
+
+impl From<String> for Payload {
+    fn from(text: String) -> Self {
+        Payload::Bytes(Bytes::from(text))
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Payload::Bytes(Bytes::from(bytes))
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    /// Objects on this page.
+    pub objects: Vec<ObjectInfo>,
+    /// Token for the next page, if any.
+    pub next: Option<String>,
+}
+
+/// A failed storage operation.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} {location} failed: {message}{}", hint_suffix(*.kind))]
+pub struct StoreError {
+    /// `GetObject`, `PutObject`, ...
+    pub operation: &'static str,
+    /// `s3://bucket/key` or a local path.
+    pub location: String,
+    /// What went wrong, broadly.
+    pub kind: StoreErrorKind,
+    /// The underlying message.
+    pub message: String,
+}
+
+/// Broad classes of storage failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Credentials or policy refuse the operation.
+    AccessDenied,
+    /// The bucket does not exist.
+    NoSuchBucket,
+    /// The object changed while being read (ETag mismatch).
+    Changed,
+    /// Anything else (network, throttling, disk).
+    Other,
+}
+
+fn hint_suffix(kind: StoreErrorKind) -> &'static str {
+    match kind {
+        StoreErrorKind::AccessDenied => {
+            "; check the function's IAM policy allows this action on this bucket and prefix"
+        }
+        StoreErrorKind::NoSuchBucket => "; check the bucket name in the configuration",
+        StoreErrorKind::Changed => "; the file was replaced while it was being read",
+        StoreErrorKind::Other => "",
+    }
+}
+
+/// An object store holding the landing and synced buckets.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// The object's metadata, or `None` if it does not exist.
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// Streams the object from byte `from`, or `None` if it does not exist. With `if_match`,
+    /// fails with [`StoreErrorKind::Changed`] if the object's ETag differs.
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+        from: u64,
+        if_match: Option<&str>,
+    ) -> Result<Option<(ObjectInfo, ObjectBody)>, StoreError>;
+    /// Writes an object whole (readers never see half of it).
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        payload: Payload,
+        content_type: &str,
+    ) -> Result<(), StoreError>;
+    /// Copies an object within a bucket.
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), StoreError>;
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError>;
+    /// One page of the objects under `prefix`, in key order.
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        next: Option<String>,
+    ) -> Result<ListPage, StoreError>;
+}
+
+/// Reads a whole, small object (records and reports), or `None` if it does not exist.
+pub async fn read_small(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    use tokio::io::AsyncReadExt;
+    let Some((info, mut body)) = store.get(bucket, key, 0, None).await? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(
+        usize::try_from(info.size)
+            .unwrap_or(0)
+            .min(16 * 1024 * 1024),
+    );
+    body.read_to_end(&mut bytes)
+        .await
+        .map_err(|error| StoreError {
+            operation: "GetObject",
+            location: format!("{bucket}/{key}"),
+            kind: StoreErrorKind::Other,
+            message: error.to_string(),
+        })?;
+    Ok(Some(bytes))
+}
+
+/// Lists every object under `prefix`, following pages.
+pub async fn list_all(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectInfo>, StoreError> {
+    let mut objects = Vec::new();
+    let mut next = None;
+    loop {
+        let page = store.list(bucket, prefix, next).await?;
+        objects.extend(page.objects);
+        match page.next {
+            Some(token) => next = Some(token),
+            None => return Ok(objects),
+        }
+    }
+}
+
+/// Meta's catalog, as the use cases need it.
+#[async_trait]
+pub trait CatalogApi: Send + Sync {
+    /// The catalog id, for records and messages.
+    fn catalog_id(&self) -> &str;
+    /// Sends one batch (retrying, splitting an over-large one) before `deadline`.
+    async fn send_batch(
+        &self,
+        requests_json: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<SentChunk>, GraphError>;
+    /// Asks how a batch went (retrying) before `deadline`.
+    async fn check_status(
+        &self,
+        handle: &str,
+        deadline: Option<Instant>,
+    ) -> Result<BatchStatus, GraphError>;
+    /// Proves the token and catalog.
+    async fn preflight(&self) -> Result<CatalogInfo, GraphError>;
+}
+
+/// A failed alert delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("could not deliver alert {subject:?}: {message}")]
+pub struct AlertError {
+    /// The alert's subject.
+    pub subject: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Where alerts go: SNS on AWS, the terminal and a log file locally.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Delivers one alert.
+    async fn publish(&self, alert: &Alert) -> Result<(), AlertError>;
+}
+
+/// The current time.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Now, in UTC.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}

@@ -1,0 +1,3 @@
+//! Lambda: scheduled poll of pending batch handles, alerting on problems.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Lambda: S3 ObjectCreated on the landing prefix -> validate, transform, send.
+
+fn main() {}
