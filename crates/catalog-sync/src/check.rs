@@ -22,7 +22,7 @@ const PROGRESS_MIN_BYTES: u64 = 8 * 1024 * 1024;
 /// `catalog-sync validate`.
 pub fn validate(files: &[PathBuf], mapping: ProductTypeMapping, json: bool) -> anyhow::Result<u8> {
     let batcher = Batcher::new(BatchLimits::default(), mapping);
-    run(files, batcher, None, json)
+    run(files, batcher, BatchOutput::Discard, json)
 }
 
 /// `catalog-sync transform`.
@@ -35,7 +35,12 @@ pub fn transform(
 ) -> anyhow::Result<u8> {
     prepare_out_dir(out)?;
     let limits = BatchLimits::new(batch_size)?;
-    run(files, Batcher::new(limits, mapping), Some(out), json)
+    run(
+        files,
+        Batcher::new(limits, mapping),
+        BatchOutput::Dir(out),
+        json,
+    )
 }
 
 /// Creates `out`, refusing one that already holds batch files so two runs never mix.
@@ -57,7 +62,13 @@ fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(files: &[PathBuf], batcher: Batcher, out: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+/// Checks `files` in order, streaming issues to the report and batches to `out`.
+pub fn run(
+    files: &[PathBuf],
+    batcher: Batcher,
+    out: BatchOutput<'_>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let stdout = BufWriter::new(io::stdout().lock());
     let mut report: Box<dyn Report> = if json {
         Box::new(JsonReport::new(stdout)?)
@@ -213,7 +224,7 @@ struct CliSink<'a> {
     names: &'a [String],
     report: &'a mut dyn Report,
     superseded: Vec<u64>,
-    out: Option<&'a Path>,
+    out: BatchOutput<'a>,
 }
 
 impl Sink for CliSink<'_> {
@@ -234,8 +245,17 @@ impl Sink for CliSink<'_> {
     }
 
     fn batch(&mut self, batch: Batch) -> io::Result<()> {
-        let Some(out) = self.out else {
-            return Ok(()); // validate: batches are built only to resolve duplicates
+        let out = match &self.out {
+            BatchOutput::Discard => return Ok(()),
+            BatchOutput::Channel(sender) => {
+                return sender.blocking_send(batch).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "sending stopped; see the error above",
+                    )
+                });
+            }
+            BatchOutput::Dir(out) => out,
         };
         let path = out.join(format!("batch-{:04}.json", batch.number));
         fs::write(&path, batch.body_json()).map_err(|error| {

@@ -2,6 +2,7 @@
 //! retailer's product CSV exports to a Meta catalog.
 
 mod check;
+mod graph_cmds;
 mod output;
 
 use std::path::PathBuf;
@@ -37,8 +38,42 @@ enum Command {
     ///
     /// Several files are merged into one stream of batches. Exit status as for validate.
     Transform(TransformArgs),
+    /// Validate, transform and send to a catalog, printing each batch's handle.
+    ///
+    /// The token comes from META_ACCESS_TOKEN; without it nothing is sent.
+    Send(SendArgs),
+    /// Print the verdict of each batch handle.
+    Status(StatusArgs),
+    /// Serve the built-in Graph API emulator on 127.0.0.1 until Ctrl-C.
+    Emulator(graph_emulator::cli::EmulatorArgs),
     /// Write a realistic synthetic product export, to try catalog-sync or measure it.
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    #[command(flatten)]
+    graph: graph_cmds::GraphArgs,
+    /// Requests per items_batch call, 1 to 5000.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = catalog::DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
+    batch_size: usize,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// CSV files to send, in order; `-` reads standard input.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    graph: graph_cmds::GraphArgs,
+    /// Print Meta's answers as one JSON array.
+    #[arg(long)]
+    json: bool,
+    /// Batch handles, as printed by send or stored under pending/.
+    #[arg(required = true, value_name = "HANDLE")]
+    handles: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +143,18 @@ fn parse_batch_size(value: &str) -> Result<usize, String> {
         .map_err(|error| error.to_string())
 }
 
+fn emulator(args: graph_emulator::cli::EmulatorArgs) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(graph_emulator::cli::serve(args));
+    Ok(if code == ExitCode::SUCCESS {
+        EXIT_OK
+    } else {
+        EXIT_UNUSABLE
+    })
+}
+
 fn generate(args: &GenerateArgs) -> anyhow::Result<u8> {
     use anyhow::Context;
     let bytes = if args.file.as_os_str() == "-" {
@@ -142,6 +189,14 @@ fn main() -> ExitCode {
             &args.out,
             args.json,
         ),
+        Command::Send(args) => graph_cmds::send(
+            &args.files,
+            &args.graph,
+            args.batch_size,
+            args.mapping.product_type_as,
+        ),
+        Command::Status(args) => graph_cmds::status(&args.handles, &args.graph, args.json),
+        Command::Emulator(args) => emulator(args),
         Command::Generate(args) => generate(&args),
     };
     match result {

@@ -1,31 +1,16 @@
 //! `graph-emulator`: serve the Graph API emulator on 127.0.0.1 until Ctrl-C.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, GraphEmulator};
+use graph_emulator::cli::{EmulatorArgs, serve};
 
 /// A local emulator of Meta's Graph API catalog batch endpoints.
 #[derive(Debug, Parser)]
 #[command(name = "graph-emulator", version, about)]
-struct Args {
-    /// Port on 127.0.0.1 to listen on; 0 picks a free one.
-    #[arg(long, default_value_t = 0)]
-    port: u16,
-    /// An accepted access token (repeatable); default: the emulator's built-in token, `emulator-token`.
-    #[arg(long = "token", value_name = "TOKEN")]
-    tokens: Vec<String>,
-    /// A catalog id that exists (repeatable); default: 100000000000001.
-    #[arg(long = "catalog", value_name = "ID")]
-    catalogs: Vec<String>,
-    /// Status checks that report "in progress" before a batch finishes.
-    #[arg(long, default_value_t = 1)]
-    checks_until_finished: u32,
-    /// Delay added to every answer, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
+struct Cli {
+    #[command(flatten)]
+    args: EmulatorArgs,
 }
 
 #[tokio::main]
@@ -37,38 +22,5 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
-    let mut config = EmulatorConfig {
-        checks_until_finished: args.checks_until_finished,
-        latency: Duration::from_millis(args.latency_ms),
-        ..EmulatorConfig::default()
-    };
-    if !args.tokens.is_empty() {
-        config.tokens = args.tokens;
-    }
-    if !args.catalogs.is_empty() {
-        config.catalogs = args.catalogs;
-    }
-    let catalogs = config.catalogs.join(", ");
-    let token_count = config.tokens.len();
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
-    let emulator = match GraphEmulator::start_on(addr, config).await {
-        Ok(emulator) => emulator,
-        Err(e) => {
-            eprintln!(
-                "graph-emulator: cannot listen on {addr}: {e}; choose another --port or 0 for a free one"
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("{}", emulator.url());
-    eprintln!(
-        "graph-emulator listening on {} (catalogs: {catalogs}; {token_count} accepted token(s); default catalog {DEFAULT_CATALOG_ID}); press Ctrl-C to stop",
-        emulator.url()
-    );
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        eprintln!("graph-emulator: cannot wait for Ctrl-C ({e}); stopping");
-    }
-    emulator.shutdown().await;
-    ExitCode::SUCCESS
+    serve(Cli::parse().args).await
 }

@@ -310,6 +310,24 @@ impl Alert {
     }
 }
 
+/// Alerts written to the log only, for runs with no topic configured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogAlerts;
+
+#[async_trait::async_trait]
+impl crate::ports::AlertSink for LogAlerts {
+    async fn publish(&self, alert: &Alert) -> Result<(), crate::ports::AlertError> {
+        tracing::warn!(
+            kind = alert.kind.as_str(),
+            severity = alert.severity().as_str(),
+            subject = alert.subject,
+            "alert (no topic configured)\n{}",
+            alert.text
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,15 @@ pub mod alert;
 pub mod aws;
 pub mod config;
 pub mod event;
+pub mod faults;
 pub mod graph_api;
 pub mod keys;
+pub mod local;
 pub mod metrics;
+pub mod poll;
 pub mod ports;
 pub mod process;
 pub mod report;
+pub mod wiring;
 
 pub use config::{Config, ConfigError, Requirements, TokenSource};

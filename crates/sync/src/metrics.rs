@@ -30,6 +30,17 @@ pub fn emf_line(function_name: &str, timestamp_ms: i64, metrics: &[(&str, u64)])
     Value::Object(line).to_string()
 }
 
+/// Milliseconds since the Unix epoch, for metric timestamps.
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,3 +1,66 @@
-//! Lambda: S3 ObjectCreated on the landing prefix -> validate, transform, send.
+//! Lambda: S3 `ObjectCreated` on the landing prefix -> validate, transform, send, archive.
+//!
+//! Wiring only: configuration is read and clients are built once per container; each event
+//! goes to [`sync::event::handle_s3_event`].
 
-fn main() {}
+use aws_lambda_events::event::s3::S3Event;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use sync::process::{FileProcessor, Settings};
+use sync::{Config, Requirements};
+use tracing::Instrument;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    sync::wiring::init_lambda_logging();
+    let config = Config::from_env(Requirements::SyncFunction)
+        .inspect_err(|error| tracing::error!("{error}"))?;
+    let services = sync::wiring::aws_services(&config)
+        .await
+        .inspect_err(|error| tracing::error!("{error}"))?;
+    let processor = FileProcessor::new(services, Settings::from_config(&config));
+    let function_name =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-on-arrival".to_owned());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {
+        let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
+        handle(&processor, &function_name, event).instrument(span)
+    }))
+    .await
+}
+
+async fn handle(
+    processor: &FileProcessor,
+    function_name: &str,
+    event: LambdaEvent<S3Event>,
+) -> Result<serde_json::Value, Error> {
+    let deadline = sync::wiring::deadline_from_epoch_ms(event.context.deadline);
+    let result = sync::event::handle_s3_event(processor, &event.payload, Some(deadline)).await;
+    let summary = match &result {
+        Ok(summary) => summary,
+        Err(error) => &error.summary,
+    };
+    let failures = u64::try_from(summary.failed.len()).unwrap_or(u64::MAX);
+    println!(
+        "{}",
+        sync::metrics::emf_line(
+            function_name,
+            sync::metrics::now_ms(),
+            &[
+                ("ProductsReceived", summary.counts.rows_read),
+                ("ProductsSent", summary.counts.sent),
+                (
+                    "ProductsRejected",
+                    summary.counts.rejected + summary.counts.refused_by_meta
+                ),
+                (
+                    "BatchesSent",
+                    u64::try_from(summary.batches).unwrap_or(u64::MAX)
+                ),
+                ("ApiErrors", failures),
+            ],
+        )
+    );
+    match result {
+        Ok(summary) => Ok(serde_json::to_value(summary)?),
+        Err(error) => Err(error.into()),
+    }
+}
