@@ -1,0 +1,52 @@
+//! Reporting a start-up failure to the Lambda Runtime API's `/init/error`, so the invocation
+//! fails with the message itself (naming the variable to fix) rather than a bare exit status.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// How long the report may take; the process exits either way.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Logs `error`, posts it to `/init/error` when running under a Runtime API, and returns it
+/// for `main` to exit with.
+pub fn report(error_type: &str, error: &dyn std::fmt::Display) -> lambda_runtime::Error {
+    let message = error.to_string();
+    tracing::error!(error_type, "{message}");
+    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
+        && let Err(failure) = post(&api, error_type, &message)
+    {
+        tracing::error!(%failure, "could not report the init error to the Runtime API");
+    }
+    message.into()
+}
+
+/// One HTTP/1.1 POST; the Runtime API is a local plain-HTTP endpoint (`host:port`).
+fn post(api: &str, error_type: &str, message: &str) -> std::io::Result<()> {
+    let body = serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string();
+    let request = format!(
+        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nLambda-Runtime-Function-Error-Type: Runtime.{error_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let address = std::net::ToSocketAddrs::to_socket_addrs(api)?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::other(format!("AWS_LAMBDA_RUNTIME_API {api:?} names no address"))
+        })?;
+    let mut stream = TcpStream::connect_timeout(&address, REPORT_TIMEOUT)?;
+    stream.set_read_timeout(Some(REPORT_TIMEOUT))?;
+    stream.set_write_timeout(Some(REPORT_TIMEOUT))?;
+    stream.write_all(request.as_bytes())?;
+    // Read the answer so the report is taken before the process exits.
+    let mut answer = [0u8; 64];
+    let read = stream.read(&mut answer)?;
+    let status_line = String::from_utf8_lossy(&answer[..read]);
+    if status_line.starts_with("HTTP/1.1 2") || status_line.starts_with("HTTP/1.0 2") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "the Runtime API answered {:?}",
+            status_line.lines().next().unwrap_or_default()
+        )))
+    }
+}
