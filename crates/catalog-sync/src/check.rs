@@ -16,6 +16,16 @@ use crate::output::{
 };
 use crate::{EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE};
 
+/// Where completed batches go.
+pub enum BatchOutput<'a> {
+    /// Nowhere: `validate` builds batches only to resolve duplicates.
+    Discard,
+    /// Files in a folder (`transform`).
+    Dir(&'a Path),
+    /// To a sender on another thread (`send`).
+    Channel(tokio::sync::mpsc::Sender<Batch>),
+}
+
 /// Files smaller than this finish before a progress bar would be worth drawing.
 const PROGRESS_MIN_BYTES: u64 = 8 * 1024 * 1024;
 
