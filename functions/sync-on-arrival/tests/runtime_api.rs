@@ -128,9 +128,12 @@ async fn the_binary_processes_the_sample_event_and_a_redelivery_is_a_no_op() {
         .filter_map(|line| serde_json::from_str(line).ok())
         .collect();
     assert!(
-        json_lines.iter().any(|line| line["span"]["request_id"]
-            == Value::from(first.request_id.clone())
-            && line["fields"]["key"] == Value::from(key.clone())),
+        json_lines
+            .iter()
+            .any(
+                |line| line["span"]["request_id"].as_str() == Some(first.request_id.as_str())
+                    && line["fields"]["key"].as_str() == Some(key.as_str())
+            ),
         "JSON log lines carry the request id and the file key:\n{}",
         logs.join("\n")
     );
