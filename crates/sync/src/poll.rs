@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::alert::{Alert, AlertBuilder, AlertKind, Sample, shorten};
+use crate::alert::{Alert, AlertBuilder, AlertKind, MAX_SAMPLES, Sample, shorten};
 use crate::keys::{self, Layout, PENDING_PREFIX};
 use crate::ports::{self, AlertError, ObjectInfo, Payload, StoreError};
 use crate::process::Services;
@@ -585,12 +585,16 @@ impl Poller {
         );
         let CheckedRecord {
             pending,
-            errors,
-            warnings,
+            mut errors,
+            mut warnings,
             errors_total_count,
             warnings_total_count,
             ..
         } = checked;
+        // The alert shows at most MAX_SAMPLES in all; keeping no more per batch bounds memory
+        // when a large backlog of batches ends in one run. The full lists are under checked/.
+        errors.truncate(MAX_SAMPLES);
+        warnings.truncate(MAX_SAMPLES);
         Outcome::Ended {
             verdict: Box::new(Verdict {
                 record: pending,
@@ -1080,9 +1084,9 @@ fn age(now: OffsetDateTime, then: OffsetDateTime) -> Duration {
 /// `24h`, `90m`, `45s`: the way `PENDING_MAX_AGE` is written.
 fn format_age(duration: Duration) -> String {
     let secs = duration.as_secs();
-    if secs >= 3600 && secs % 3600 == 0 {
+    if secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs >= 60 && secs % 60 == 0 {
+    } else if secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
