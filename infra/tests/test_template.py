@@ -37,12 +37,13 @@ FUNCTIONS = {SYNC: "sync-on-arrival", POLL: "poll-batch-status"}
 ROLES = {SYNC: "SyncOnArrivalRole", POLL: "PollBatchStatusRole"}
 LOG_GROUPS = {SYNC: "SyncOnArrivalLogGroup", POLL: "PollBatchStatusLogGroup"}
 
-# DESIGN.md, "Configuration": every variable the product reads, plus RUST_LOG for the log filter.
+# DESIGN.md, "Configuration": every variable the product reads, plus RUST_LOG for the log filter
+# and the two tuning knobs the README documents (PRODUCT_TYPE_MAPPING, POLL_CONCURRENCY).
 CONTRACT_ENV = {
     "CATALOG_ID", "ACCESS_TOKEN_SECRET_ARN", "META_ACCESS_TOKEN", "GRAPH_API_BASE_URL",
     "GRAPH_API_VERSION", "SYNCED_BUCKET", "LANDING_BUCKET", "LANDING_PREFIX", "ARCHIVE_PREFIX",
     "REJECTED_PREFIX", "FAILED_PREFIX", "ALERT_TOPIC_ARN", "BATCH_SIZE", "PENDING_MAX_AGE",
-    "RUST_LOG",
+    "PRODUCT_TYPE_MAPPING", "POLL_CONCURRENCY", "RUST_LOG",
 }
 # DESIGN.md default prefixes.
 PREFIX_DEFAULTS = {
@@ -428,6 +429,8 @@ class Functions(TemplateTestCase):
             "ALERT_TOPIC_ARN": ref("AlertTopic"),
             "BATCH_SIZE": ref("BatchSize"),
             "PENDING_MAX_AGE": ref("PendingMaxAge"),
+            "PRODUCT_TYPE_MAPPING": ref("ProductTypeMapping"),
+            "POLL_CONCURRENCY": ref("PollConcurrency"),
             "RUST_LOG": ref("LogLevel"),
             **PREFIX_DEFAULTS,
         }

@@ -80,6 +80,26 @@ pub const DEFAULT_PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default `POLL_CONCURRENCY`.
 pub const DEFAULT_POLL_CONCURRENCY: usize = 8;
 
+/// Every variable [`Config`] reads.
+pub const VARIABLES: &[&str] = &[
+    "CATALOG_ID",
+    "ACCESS_TOKEN_SECRET_ARN",
+    "META_ACCESS_TOKEN",
+    "GRAPH_API_BASE_URL",
+    "GRAPH_API_VERSION",
+    "LANDING_PREFIX",
+    "ARCHIVE_PREFIX",
+    "REJECTED_PREFIX",
+    "FAILED_PREFIX",
+    "SYNCED_BUCKET",
+    "LANDING_BUCKET",
+    "ALERT_TOPIC_ARN",
+    "BATCH_SIZE",
+    "PRODUCT_TYPE_MAPPING",
+    "PENDING_MAX_AGE",
+    "POLL_CONCURRENCY",
+];
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env(requirements: Requirements) -> Result<Config, ConfigError> {
@@ -383,36 +403,38 @@ mod tests {
     }
 
     #[test]
-    fn variables_the_template_sets_are_the_ones_read_here() {
-        // infra/function-env.json lists what template.yaml sets on each function; every
-        // variable this module reads for a function must be in it, and vice versa.
+    fn the_template_sets_every_variable_the_functions_read() {
+        // Record what Config actually looks up, so the list cannot go stale.
+        let asked = std::sync::Mutex::new(Vec::new());
+        let map: HashMap<String, String> = AWS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(Requirements::PollFunction, |name| {
+            asked.lock().unwrap().push(name.to_owned());
+            map.get(name).cloned()
+        })
+        .unwrap();
+        let mut asked = asked.into_inner().unwrap();
+        asked.sort();
+        asked.dedup();
+        let mut listed: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
+        listed.sort();
+        assert_eq!(asked, listed, "VARIABLES lists exactly what Config reads");
+
+        // infra/function-env.json is what template.yaml sets on each function (checked by
+        // infra/tests/test_template.py); every variable read must be set there, except the
+        // local-only token, which must never be in a Lambda's environment.
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/function-env.json");
         let text = std::fs::read_to_string(path).expect("infra/function-env.json");
         let sets: HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
-        let read = READ_BY_FUNCTIONS;
         for function in ["SyncOnArrivalFunction", "PollBatchStatusFunction"] {
-            let set = &sets[function];
-            for variable in read {
+            for variable in VARIABLES.iter().filter(|v| **v != "META_ACCESS_TOKEN") {
                 assert!(
-                    set.iter().any(|s| s == variable),
+                    sets[function].iter().any(|s| s == variable),
                     "{function} does not set {variable}"
                 );
             }
         }
     }
-
-    /// Variables the functions need set on AWS (the rest have defaults or are local-only).
-    const READ_BY_FUNCTIONS: &[&str] = &[
-        "CATALOG_ID",
-        "ACCESS_TOKEN_SECRET_ARN",
-        "GRAPH_API_VERSION",
-        "SYNCED_BUCKET",
-        "LANDING_BUCKET",
-        "LANDING_PREFIX",
-        "ARCHIVE_PREFIX",
-        "REJECTED_PREFIX",
-        "FAILED_PREFIX",
-        "ALERT_TOPIC_ARN",
-        "BATCH_SIZE",
-    ];
 }
