@@ -1,9 +1,15 @@
-//! The `catalog-sync` command-line program: check, transform and (in later commands) send a
-//! retailer's product CSV exports to a Meta catalog.
+//! The `catalog-sync` command-line program: check, transform and send a retailer's product CSV
+//! exports to a Meta catalog, and run the product's use cases off AWS (a local folder) or
+//! operate them on AWS (replay, poll, doctor).
 
 mod check;
+mod demo;
+mod doctor;
 mod graph_cmds;
 mod output;
+mod replay;
+mod run;
+mod setup;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +34,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show the whole flow on the built-in sample exports, against the built-in Graph API
+    /// emulator, in a new folder; needs no AWS account and no Meta token.
+    Demo(DemoArgs),
+    /// Process every CSV file in DIR/landing/data/, then poll for the verdicts; --watch keeps
+    /// going, taking files as they arrive.
+    ///
+    /// Sends to the catalog CATALOG_ID and META_ACCESS_TOKEN name, or with --emulator to the
+    /// built-in emulator. Exit status: 0 when every file was archived, 1 when a file was rejected
+    /// or could not be sent, 2 on a usage or setup error.
+    Run(RunArgs),
+    /// Check the configuration, the token and catalog, and the buckets and topic (or, with
+    /// --root, the local folder); one line per check.
+    ///
+    /// Exit status: 0 when every check passed, 1 otherwise.
+    Doctor(DoctorArgs),
+    /// Re-send archived (archive/...) or stuck (data/..., failed/...) files through the same
+    /// path as a new upload, on S3 or (with --root) in a local folder.
+    ///
+    /// Exit status: 0 when every file was archived again, 1 otherwise.
+    Replay(ReplayArgs),
+    /// Ask Meta once for the verdict of every pending batch, as the scheduled function does, on
+    /// S3 or (with --root) in a local folder.
+    Poll(PollArgs),
     /// Check CSV files against Meta's catalog rules and list every rejected row.
     ///
     /// Exit status: 0 when every row of every file is valid, 1 when a row or a file is
@@ -48,6 +77,72 @@ enum Command {
     Emulator(graph_emulator::cli::EmulatorArgs),
     /// Write a realistic synthetic product export, to try catalog-sync or measure it.
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Folder to run in; must be empty or absent. Default: a new catalog-sync-demo-<time>
+    /// folder in the current directory.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The folder laid out like the buckets: CSV files in DIR/landing/data/, outputs in
+    /// DIR/landing/ and DIR/synced/.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// Keep running: take files as they arrive and poll on an interval, until Ctrl-C (which
+    /// finishes the file in progress first).
+    #[arg(long)]
+    watch: bool,
+    /// Send to the built-in Graph API emulator instead of Meta (CATALOG_ID and
+    /// META_ACCESS_TOKEN are then ignored).
+    #[arg(long)]
+    emulator: bool,
+    /// Time between polls for batch verdicts [default: 30s, or 1s with --emulator].
+    #[arg(long, value_name = "DURATION", value_parser = setup::parse_interval)]
+    poll_interval: Option<std::time::Duration>,
+    /// How long a file must stay unchanged (size, time, identity) before it is taken, so a
+    /// file still being written is not sent half-way.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = setup::parse_duration)]
+    settle: std::time::Duration,
+    /// Without --watch: keep polling this long for the verdicts of what was sent [default: 0,
+    /// or up to 1m with --emulator, whose batches end with the run].
+    #[arg(long, value_name = "DURATION", value_parser = setup::parse_duration)]
+    wait: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Check a local folder instead of the AWS buckets and topic.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Also every archived file modified since this date (2026-11-01, UTC) or time (RFC 3339).
+    #[arg(long, value_name = "DATE", value_parser = replay::parse_since)]
+    since: Option<time::OffsetDateTime>,
+    /// A local folder instead of the S3 buckets.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// With --root: send to the built-in Graph API emulator instead of Meta.
+    #[arg(long, requires = "root")]
+    emulator: bool,
+    /// Landing-bucket keys (archive/x.csv, failed/x.csv, data/x.csv) or s3://bucket/key URLs;
+    /// with --root also paths of files under DIR/landing/.
+    #[arg(value_name = "KEY")]
+    keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct PollArgs {
+    /// A local folder instead of the S3 buckets.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +293,23 @@ fn main() -> ExitCode {
         Command::Status(args) => graph_cmds::status(&args.handles, &args.graph, args.json),
         Command::Emulator(args) => emulator(args),
         Command::Generate(args) => generate(&args),
+        Command::Demo(args) => demo::demo(args.dir),
+        Command::Run(args) => run::run(run::RunOptions {
+            root: args.root,
+            watch: args.watch,
+            emulator: args.emulator,
+            poll_interval: args.poll_interval,
+            settle: args.settle,
+            wait: args.wait,
+        }),
+        Command::Doctor(args) => doctor::doctor(args.root),
+        Command::Replay(args) => replay::replay(replay::ReplayOptions {
+            keys: args.keys,
+            since: args.since,
+            root: args.root,
+            emulator: args.emulator,
+        }),
+        Command::Poll(args) => replay::poll(args.root),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -17,7 +17,13 @@ fn sample(name: &str) -> String {
 fn catalog_sync(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_catalog-sync"));
     command.args(args);
-    for name in ["META_ACCESS_TOKEN", "CATALOG_ID", "GRAPH_API_BASE_URL", "GRAPH_API_VERSION", "BATCH_SIZE"] {
+    for name in [
+        "META_ACCESS_TOKEN",
+        "CATALOG_ID",
+        "GRAPH_API_BASE_URL",
+        "GRAPH_API_VERSION",
+        "BATCH_SIZE",
+    ] {
         command.env_remove(name);
     }
     for (name, value) in env {
@@ -32,13 +38,23 @@ fn text(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_prints_each_handle_and_status_prints_each_verdict() {
-    let emulator = GraphEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let emulator = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
     let url = emulator.url();
-    let env = [("META_ACCESS_TOKEN", DEFAULT_TOKEN), ("CATALOG_ID", DEFAULT_CATALOG_ID)];
+    let env = [
+        ("META_ACCESS_TOKEN", DEFAULT_TOKEN),
+        ("CATALOG_ID", DEFAULT_CATALOG_ID),
+    ];
     let file = sample("home-goods-clean.csv");
     let output = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || catalog_sync(&["send", "--graph-url", &url, "--batch-size", "8", &file], &env)
+        move || {
+            catalog_sync(
+                &["send", "--graph-url", &url, "--batch-size", "8", &file],
+                &env,
+            )
+        }
     })
     .await
     .unwrap();
@@ -66,7 +82,11 @@ async fn send_prints_each_handle_and_status_prints_each_verdict() {
         .unwrap();
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         let stdout = text(&output.stdout);
-        assert_eq!(stdout.lines().filter(|l| l.contains("error(s)")).count(), 3, "{stdout}");
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains("error(s)")).count(),
+            3,
+            "{stdout}"
+        );
         if stdout.contains("finished (final)") {
             return;
         }
@@ -78,30 +98,49 @@ async fn send_prints_each_handle_and_status_prints_each_verdict() {
 fn send_and_status_refuse_without_a_token_or_a_catalog_and_never_fall_back() {
     let output = catalog_sync(&["send", "--catalog-id", "1", &sample("sample.csv")], &[]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output.stderr).contains("META_ACCESS_TOKEN is not set; catalog-sync never sends without a token"));
+    assert!(
+        text(&output.stderr)
+            .contains("META_ACCESS_TOKEN is not set; catalog-sync never sends without a token")
+    );
 
     let output = catalog_sync(&["status", "HANDLE"], &[("META_ACCESS_TOKEN", "x")]);
     assert_eq!(output.status.code(), Some(2));
     assert!(text(&output.stderr).contains("pass --catalog-id or set CATALOG_ID"));
 
     let output = catalog_sync(
-        &["send", "--graph-url", "http://graph.example.com", &sample("sample.csv")],
-        &[("META_ACCESS_TOKEN", "EAAB-secret-value"), ("CATALOG_ID", "1")],
+        &[
+            "send",
+            "--graph-url",
+            "http://graph.example.com",
+            &sample("sample.csv"),
+        ],
+        &[
+            ("META_ACCESS_TOKEN", "EAAB-secret-value"),
+            ("CATALOG_ID", "1"),
+        ],
     );
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("GRAPH_API_BASE_URL"), "plain http is refused off loopback: {stderr}");
+    assert!(
+        stderr.contains("GRAPH_API_BASE_URL"),
+        "plain http is refused off loopback: {stderr}"
+    );
     assert!(!stderr.contains("EAAB-secret-value"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_explained_without_showing_it() {
-    let emulator = GraphEmulator::start(EmulatorConfig::default()).await.unwrap();
+    let emulator = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
     let url = emulator.url();
     let output = tokio::task::spawn_blocking(move || {
         catalog_sync(
             &["send", "--graph-url", &url, &sample("sample.csv")],
-            &[("META_ACCESS_TOKEN", "EAAB-wrong-token-4411"), ("CATALOG_ID", DEFAULT_CATALOG_ID)],
+            &[
+                ("META_ACCESS_TOKEN", "EAAB-wrong-token-4411"),
+                ("CATALOG_ID", DEFAULT_CATALOG_ID),
+            ],
         )
     })
     .await
@@ -122,7 +161,9 @@ fn the_emulator_command_serves_on_loopback_and_prints_its_url() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = line.trim().to_owned();
     child.kill().unwrap();
     let _ = child.wait();

@@ -1,0 +1,507 @@
+//! `catalog-sync run`: the two use cases over a local folder laid out like the landing zone,
+//! once, or watching the folder and polling on an interval.
+//!
+//! A file is taken only once it is completely written: it must be unchanged (size, time and
+//! file identity, i.e. the local store's ETag) for the `--settle` period, or already that old
+//! when first seen. Hidden files (`.name`) are never taken, since copy tools and editors use
+//! them for writes in progress, and only `.csv` files are taken at all; writing to another name
+//! and renaming into `data/` is the safe way to deliver a file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use notify::{RecursiveMode, Watcher};
+use sync::Requirements;
+use sync::poll::PollSummary;
+use sync::ports;
+use sync::process::FileOutcome;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::demo::CATALOG_FILE;
+use crate::setup::{self, CatalogChoice, Storage, Wired};
+use crate::{EXIT_OK, EXIT_REJECTED};
+
+/// Time between polls against a real catalog: Meta takes minutes to finish a batch.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Time between polls against the emulator, which answers at once.
+const EMULATOR_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a one-shot run against the emulator waits for verdicts: its handles end with it.
+const EMULATOR_WAIT: Duration = Duration::from_secs(60);
+/// Rescan of the landing folder when no file event arrives: events can be missed (network
+/// file systems, queue overflow), so the folder is also listed now and then.
+const RESCAN: Duration = Duration::from_secs(10);
+/// A file whose processing failed is tried again when it changes, or after this long.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// What `catalog-sync run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The folder holding `landing/` and `synced/`.
+    pub root: PathBuf,
+    /// Keep running, taking files as they arrive.
+    pub watch: bool,
+    /// Send to the built-in emulator instead of the configured catalog.
+    pub emulator: bool,
+    /// Time between polls (default: 30 s, or 1 s against the emulator).
+    pub poll_interval: Option<Duration>,
+    /// How long a file must stay unchanged before it is taken.
+    pub settle: Duration,
+    /// One-shot runs: how long to keep polling for verdicts (default: none against a real
+    /// catalog, up to a minute against the emulator).
+    pub wait: Option<Duration>,
+}
+
+/// `catalog-sync run --root DIR [--watch] [--emulator] ...`.
+pub fn run(options: RunOptions) -> anyhow::Result<u8> {
+    if !options.root.is_dir() {
+        bail!(
+            "--root {} is not a folder; create it (with landing/data/ inside for the CSV files) or point at an existing one",
+            options.root.display()
+        );
+    }
+    setup::init_logging("warn");
+    let runtime = setup::runtime()?;
+    runtime.block_on(run_async(options))
+}
+
+/// Files handled so far.
+#[derive(Debug, Default)]
+struct Tally {
+    archived: u64,
+    rejected: u64,
+    failed: u64,
+    products_sent: u64,
+    rows_rejected: u64,
+}
+
+async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
+    let stop = setup::stop_on_signals();
+    let choice = if options.emulator {
+        CatalogChoice::Emulator {
+            keep_other_settings: true,
+        }
+    } else {
+        CatalogChoice::Configured
+    };
+    let wired = setup::wire(
+        Storage::Local(options.root.clone()),
+        choice,
+        Requirements::Local,
+    )
+    .await?;
+    wired.preflight().await?;
+    let data_dir = data_dir(&wired, &options.root);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the landing folder {}", data_dir.display()))?;
+    let poll_interval = options.poll_interval.unwrap_or(if options.emulator {
+        EMULATOR_POLL_INTERVAL
+    } else {
+        DEFAULT_POLL_INTERVAL
+    });
+
+    let mut landing = Landing::new(options.settle);
+    let mut tally = Tally::default();
+    let mut events = if options.watch {
+        let landing_dir = options.root.join(wired.landing_bucket());
+        let events = FolderEvents::start(&landing_dir, &data_dir)?;
+        eprintln!(
+            "watching {} for CSV files (each taken once unchanged for {}); polling every {}; Ctrl-C stops",
+            data_dir.display(),
+            humantime::format_duration(options.settle),
+            humantime::format_duration(poll_interval)
+        );
+        Some(events)
+    } else {
+        None
+    };
+    let processor = wired.processor();
+    let mut last_poll: Option<Instant> = None;
+    let mut poll_failed = false;
+    loop {
+        let scan = match landing.scan(&wired).await {
+            Ok(scan) => scan,
+            // A watcher outlives a passing problem (a permission being fixed, a remount).
+            Err(error) if options.watch => {
+                eprintln!(
+                    "catalog-sync: {error:#}; trying again in {}",
+                    humantime::format_duration(RESCAN)
+                );
+                wait_or_stop(&stop, None, RESCAN).await;
+                if stop.is_cancelled() {
+                    break;
+                }
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        for key in &scan.ready {
+            if stop.is_cancelled() {
+                break;
+            }
+            take(&wired, &processor, key, &mut landing, &mut tally).await;
+            // The store removes folders a move leaves empty; people expect to find data/.
+            let _ = std::fs::create_dir_all(&data_dir);
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        let Some(events) = &mut events else {
+            if scan.settling == 0 {
+                break;
+            }
+            wait_or_stop(&stop, None, tick(options.settle)).await;
+            continue;
+        };
+        if last_poll.is_none_or(|at| at.elapsed() >= poll_interval) {
+            poll_failed |= !poll_once(&wired).await;
+            last_poll = Some(Instant::now());
+            write_catalog(&wired, &options.root);
+        }
+        let until_poll = last_poll.map_or(Duration::ZERO, |at| {
+            poll_interval.saturating_sub(at.elapsed())
+        });
+        let wait = if scan.settling > 0 {
+            tick(options.settle)
+        } else {
+            RESCAN
+        };
+        wait_or_stop(&stop, Some(events), wait.min(until_poll)).await;
+    }
+
+    let stopped = stop.is_cancelled();
+    if stopped {
+        eprintln!("catalog-sync: stopped cleanly");
+    } else {
+        // One-shot: poll for the verdicts of what was just sent.
+        let wait = options.wait.unwrap_or(if options.emulator {
+            EMULATOR_WAIT
+        } else {
+            Duration::ZERO
+        });
+        poll_failed |= !poll_until(&wired, &stop, wait, poll_interval).await;
+    }
+    write_catalog(&wired, &options.root);
+    let pending = ports::list_all(
+        wired.services.store.as_ref(),
+        wired.synced_bucket(),
+        sync::keys::PENDING_PREFIX,
+    )
+    .await
+    .map(|objects| objects.len())
+    .unwrap_or(0);
+    println!(
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent, {} rows rejected; {} batch(es) still waiting for a verdict",
+        tally.archived,
+        tally.rejected,
+        tally.failed,
+        tally.products_sent,
+        tally.rows_rejected,
+        pending
+    );
+    if pending > 0 && !options.emulator {
+        println!(
+            "run: check them later with `catalog-sync poll --root {}`",
+            options.root.display()
+        );
+    }
+    if tally.rejected + tally.failed > 0 || poll_failed {
+        Ok(EXIT_REJECTED)
+    } else {
+        Ok(EXIT_OK)
+    }
+}
+
+/// `<root>/landing/data`.
+fn data_dir(wired: &Wired, root: &Path) -> PathBuf {
+    root.join(wired.landing_bucket())
+        .join(wired.config.layout.landing_prefix.trim_end_matches('/'))
+}
+
+/// How often settling files are looked at again.
+fn tick(settle: Duration) -> Duration {
+    (settle / 8).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Waits `wait`, or less when a file event arrives or a stop is asked for.
+async fn wait_or_stop(stop: &CancellationToken, events: Option<&mut FolderEvents>, wait: Duration) {
+    match events {
+        Some(events) => {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = events.next() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        None => {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// Processes one file and says what became of it.
+async fn take(
+    wired: &Wired,
+    processor: &sync::process::FileProcessor,
+    key: &str,
+    landing: &mut Landing,
+    tally: &mut Tally,
+) {
+    eprintln!("processing {key}");
+    match processor.process(wired.landing_bucket(), key, None).await {
+        Ok(outcome) => {
+            println!("{}", setup::outcome_line(wired, &outcome));
+            match &outcome {
+                FileOutcome::Archived { counts, .. } => {
+                    tally.archived += 1;
+                    tally.products_sent += counts.sent;
+                    tally.rows_rejected += counts.rejected;
+                }
+                FileOutcome::Rejected { .. } => tally.rejected += 1,
+                FileOutcome::Ignored { .. } | FileOutcome::AlreadyProcessed { .. } => {}
+            }
+            landing.forget(key);
+        }
+        Err(error) => {
+            tally.failed += 1;
+            println!(
+                "{key}: not processed: {error}. The file stays in data/; it is tried again when it changes or in {} (or re-send it with `catalog-sync replay`)",
+                humantime::format_duration(RETRY_FAILED_AFTER)
+            );
+            landing.failed(key);
+        }
+    }
+}
+
+/// Runs the poller once, printing the summary when something ended or went wrong; false
+/// when the run failed.
+async fn poll_once(wired: &Wired) -> bool {
+    match wired.poller().run(None).await {
+        Ok(summary) => {
+            let news = summary.finished
+                + summary.canceled
+                + summary.errored
+                + summary.api_errors
+                + summary.store_errors
+                + summary.alerts_sent;
+            if news > 0 {
+                print_poll(&summary);
+            }
+            true
+        }
+        Err(error) => {
+            print_poll_error(&error);
+            false
+        }
+    }
+}
+
+/// Polls until no answered handle is waiting, `wait` has passed, or a stop; false on failure.
+async fn poll_until(
+    wired: &Wired,
+    stop: &CancellationToken,
+    wait: Duration,
+    interval: Duration,
+) -> bool {
+    // A huge --wait means "as long as it takes", not an overflow.
+    let deadline = Instant::now().checked_add(wait);
+    loop {
+        let summary = match wired.poller().run(None).await {
+            Ok(summary) => summary,
+            Err(error) => {
+                print_poll_error(&error);
+                return false;
+            }
+        };
+        let next_poll = Instant::now().checked_add(interval);
+        let out_of_time = match (next_poll, deadline) {
+            (Some(next), Some(deadline)) => next > deadline,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let done = summary.still_pending == 0 || out_of_time || stop.is_cancelled();
+        if done {
+            if summary.pending_found > 0 {
+                print_poll(&summary);
+            }
+            return true;
+        }
+        wait_or_stop(stop, None, interval).await;
+    }
+}
+
+fn print_poll(summary: &PollSummary) {
+    for line in setup::poll_lines(summary) {
+        println!("{line}");
+    }
+}
+
+fn print_poll_error(error: &sync::poll::PollError) {
+    println!("poll: {error}");
+    if let Some(summary) = error.summary() {
+        print_poll(summary);
+    }
+}
+
+/// Writes `emulator-catalog.json` when running against the emulator.
+fn write_catalog(wired: &Wired, root: &Path) {
+    if let Some(emulator) = &wired.emulator
+        && let Err(error) = setup::write_emulator_catalog(emulator, &root.join(CATALOG_FILE))
+    {
+        eprintln!("catalog-sync: {error:#}");
+    }
+}
+
+/// What was learnt about the files in the landing folder.
+#[derive(Debug)]
+struct Landing {
+    settle: Duration,
+    /// Each file's ETag and since when it has had it.
+    seen: HashMap<String, (Option<String>, Instant)>,
+    /// Files whose processing failed: their ETag then, and when.
+    failed: HashMap<String, (Option<String>, Instant)>,
+    /// Files that are not taken, already mentioned once.
+    ignored: HashSet<String>,
+}
+
+/// One look at the landing folder.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Files ready to take, in key order.
+    ready: Vec<String>,
+    /// Files still being written (or too recently changed to tell).
+    settling: usize,
+}
+
+impl Landing {
+    fn new(settle: Duration) -> Self {
+        Landing {
+            settle,
+            seen: HashMap::new(),
+            failed: HashMap::new(),
+            ignored: HashSet::new(),
+        }
+    }
+
+    async fn scan(&mut self, wired: &Wired) -> anyhow::Result<Scan> {
+        let layout = &wired.config.layout;
+        let objects = ports::list_all(
+            wired.services.store.as_ref(),
+            wired.landing_bucket(),
+            &layout.landing_prefix,
+        )
+        .await
+        .context("cannot list the landing folder")?;
+        let now = Instant::now();
+        let wall = time::OffsetDateTime::now_utc();
+        let mut scan = Scan::default();
+        let mut present = HashSet::new();
+        for object in objects {
+            let key = object.key;
+            present.insert(key.clone());
+            let takeable = layout
+                .landing_relative(&key)
+                .is_some_and(|relative| !relative.split('/').any(|part| part.starts_with('.')));
+            if !takeable {
+                if self.ignored.insert(key.clone()) {
+                    eprintln!(
+                        "ignoring {key}: only .csv files that are not hidden (.name) are processed"
+                    );
+                }
+                continue;
+            }
+            if let Some((etag, at)) = self.failed.get(&key) {
+                if *etag == object.etag && at.elapsed() < RETRY_FAILED_AFTER {
+                    continue;
+                }
+                self.failed.remove(&key);
+            }
+            match self.seen.get(&key) {
+                Some((etag, since)) if *etag == object.etag => {
+                    if now.duration_since(*since) >= self.settle {
+                        scan.ready.push(key);
+                    } else {
+                        scan.settling += 1;
+                    }
+                }
+                _ => {
+                    // Already quiet for the settle period before this run saw it.
+                    let quiet = object.last_modified.is_some_and(|modified| {
+                        (wall - modified)
+                            .try_into()
+                            .is_ok_and(|age: Duration| age >= self.settle)
+                    });
+                    if quiet {
+                        scan.ready.push(key.clone());
+                    } else {
+                        scan.settling += 1;
+                    }
+                    self.seen.insert(key, (object.etag, now));
+                }
+            }
+        }
+        self.seen.retain(|key, _| present.contains(key));
+        self.failed.retain(|key, _| present.contains(key));
+        self.ignored.retain(|key| present.contains(key));
+        Ok(scan)
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.seen.remove(key);
+    }
+
+    fn failed(&mut self, key: &str) {
+        if let Some((etag, _)) = self.seen.remove(key) {
+            self.failed.insert(key.to_owned(), (etag, Instant::now()));
+        }
+    }
+}
+
+/// File-system events under the landing folder, as wake-ups: what is there is always read
+/// from a listing, so a missed or merged event costs at most one rescan period.
+struct FolderEvents {
+    _watcher: notify::RecommendedWatcher,
+    receiver: mpsc::UnboundedReceiver<()>,
+}
+
+impl FolderEvents {
+    /// Watches `landing_dir` (which outlives `data_dir`: the store removes an emptied data/)
+    /// and reports events under `data_dir`.
+    fn start(landing_dir: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let data_dir = data_dir.to_path_buf();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = match &event {
+                    Ok(event) => event.paths.iter().any(|path| path.starts_with(&data_dir)),
+                    // An error (such as a queue overflow) may hide events: rescan.
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = sender.send(());
+                }
+            })
+            .context("cannot watch the landing folder for new files")?;
+        watcher
+            .watch(landing_dir, RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {} for new files", landing_dir.display()))?;
+        Ok(FolderEvents {
+            _watcher: watcher,
+            receiver,
+        })
+    }
+
+    /// The next event (several queued ones count as one).
+    async fn next(&mut self) {
+        if self.receiver.recv().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+        while self.receiver.try_recv().is_ok() {}
+    }
+}
