@@ -246,6 +246,15 @@ impl FileProcessor {
         let started = self.services.clock.now();
         let run_id = keys::new_run_id(started);
         let timer = StdInstant::now();
+        let run = |info: ObjectInfo| Run {
+            bucket,
+            key,
+            relative,
+            info,
+            run_id: run_id.clone(),
+            started,
+            timer,
+        };
         info!(key, run_id, size = info.size, "processing");
 
         if info.size > self.settings.reader_limits.max_file_bytes {
@@ -261,17 +270,7 @@ impl FileProcessor {
                 internal_error: None,
             };
             return self
-                .finish_rejected(
-                    bucket,
-                    key,
-                    relative,
-                    &info,
-                    &run_id,
-                    started,
-                    timer,
-                    parsed,
-                    Sent::default(),
-                )
+                .finish_rejected(&run(info), parsed, Sent::default())
                 .await;
         }
 
@@ -341,12 +340,10 @@ impl FileProcessor {
             parsed
         });
 
+        let this_run = run(info);
         let mut sent = Sent::default();
         while let Some(batch) = batch_rx.recv().await {
-            if let Err(stop) = self
-                .send_one(&batch, bucket, key, &run_id, started, deadline, &mut sent)
-                .await
-            {
+            if let Err(stop) = self.send_one(&batch, &this_run, deadline, &mut sent).await {
                 match stop {
                     Stop::Graph(error) => sent.error = Some(error),
                     Stop::Store(error) => sent.store_error = Some(error),
@@ -371,36 +368,30 @@ impl FileProcessor {
             return Err(store_error(error));
         }
         if sent.error.is_some() {
-            return self
-                .finish_send_failed(bucket, key, &info, &run_id, started, timer, parsed, sent)
-                .await;
+            return self.finish_send_failed(&this_run, parsed, sent).await;
         }
         if parsed.file_error.is_some() {
-            return self
-                .finish_rejected(
-                    bucket, key, relative, &info, &run_id, started, timer, parsed, sent,
-                )
-                .await;
+            return self.finish_rejected(&this_run, parsed, sent).await;
         }
-        self.finish_archived(
-            bucket, key, relative, &info, &run_id, started, timer, parsed, sent,
-        )
-        .await
+        self.finish_archived(&this_run, parsed, sent).await
     }
 
     /// Sends one batch and records what was sent: the body under `synced/`, then one
     /// `pending/` record per handle.
-    #[allow(clippy::too_many_arguments)]
     async fn send_one(
         &self,
         batch: &Batch,
-        bucket: &str,
-        key: &str,
-        run_id: &str,
-        started: OffsetDateTime,
+        run: &Run<'_>,
         deadline: Option<Instant>,
         sent: &mut Sent,
     ) -> Result<(), Stop> {
+        let &Run {
+            bucket,
+            key,
+            ref run_id,
+            started,
+            ..
+        } = run;
         let chunks = self
             .services
             .catalog
@@ -504,21 +495,24 @@ impl FileProcessor {
             .unwrap_or_default()
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn report(
         &self,
-        bucket: &str,
-        key: &str,
-        info: &ObjectInfo,
-        run_id: &str,
-        started: OffsetDateTime,
-        timer: StdInstant,
+        run: &Run<'_>,
         parsed: &Parsed,
         sent: &Sent,
         status: ReportStatus,
         file_now_at: String,
         failure: Option<Failure>,
     ) -> FileReport {
+        let &Run {
+            bucket,
+            key,
+            ref info,
+            ref run_id,
+            started,
+            timer,
+            ..
+        } = run;
         FileReport {
             run_id: run_id.to_owned(),
             catalog_id: self.services.catalog.catalog_id().to_owned(),
@@ -592,27 +586,22 @@ impl FileProcessor {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn finish_archived(
         &self,
-        bucket: &str,
-        key: &str,
-        relative: &str,
-        info: &ObjectInfo,
-        run_id: &str,
-        started: OffsetDateTime,
-        timer: StdInstant,
+        run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
     ) -> Result<FileOutcome, ProcessError> {
-        let archive_key = self.settings.layout.archive_key(relative);
-        let report = self.report(
+        let &Run {
             bucket,
             key,
-            info,
-            run_id,
-            started,
-            timer,
+            relative,
+            ref run_id,
+            ..
+        } = run;
+        let archive_key = self.settings.layout.archive_key(relative);
+        let report = self.report(
+            run,
             &parsed,
             &sent,
             ReportStatus::Archived,
@@ -682,19 +671,19 @@ impl FileProcessor {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn finish_rejected(
         &self,
-        bucket: &str,
-        key: &str,
-        relative: &str,
-        info: &ObjectInfo,
-        run_id: &str,
-        started: OffsetDateTime,
-        timer: StdInstant,
+        run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
     ) -> Result<FileOutcome, ProcessError> {
+        let &Run {
+            bucket,
+            key,
+            relative,
+            ref run_id,
+            ..
+        } = run;
         let rejected_key = self.settings.layout.rejected_key(relative);
         let error = parsed.file_error.as_ref();
         let failure = Failure {
@@ -704,12 +693,7 @@ impl FileProcessor {
                 .to_owned(),
         };
         let report = self.report(
-            bucket,
-            key,
-            info,
-            run_id,
-            started,
-            timer,
+            run,
             &parsed,
             &sent,
             ReportStatus::Rejected,
@@ -769,18 +753,18 @@ impl FileProcessor {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn finish_send_failed(
         &self,
-        bucket: &str,
-        key: &str,
-        info: &ObjectInfo,
-        run_id: &str,
-        started: OffsetDateTime,
-        timer: StdInstant,
+        run: &Run<'_>,
         parsed: Parsed,
         mut sent: Sent,
     ) -> Result<FileOutcome, ProcessError> {
+        let &Run {
+            bucket,
+            key,
+            ref run_id,
+            ..
+        } = run;
         let Some(error) = sent.error.take() else {
             return Err(ProcessError::Internal {
                 bucket: bucket.to_owned(),
@@ -795,12 +779,7 @@ impl FileProcessor {
             what_to_do: error.what_to_do().to_owned(),
         };
         let report = self.report(
-            bucket,
-            key,
-            info,
-            run_id,
-            started,
-            timer,
+            run,
             &parsed,
             &sent,
             ReportStatus::SendFailed,
@@ -850,6 +829,17 @@ impl FileProcessor {
             error,
         })
     }
+}
+
+/// The file a run is processing and when the run started.
+struct Run<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    relative: &'a str,
+    info: ObjectInfo,
+    run_id: String,
+    started: OffsetDateTime,
+    timer: StdInstant,
 }
 
 /// Why sending stopped.
