@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod faults;
 pub mod graph_api;
+pub mod init_error;
 pub mod keys;
 pub mod local;
 pub mod metrics;

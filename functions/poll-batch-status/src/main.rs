@@ -4,8 +4,6 @@
 //! runs [`sync::poll::Poller::run`]. Any JSON event is accepted: the EventBridge scheduled-event
 //! envelope, EventBridge Scheduler's bare `{}`, or a manual test event; its content is unused.
 
-mod init_error;
-
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sync::poll::{PollSettings, PollSummary, Poller};
 use sync::{Config, Requirements};
@@ -16,11 +14,11 @@ async fn main() -> Result<(), Error> {
     sync::wiring::init_lambda_logging();
     let config = match Config::from_env(Requirements::PollFunction) {
         Ok(config) => config,
-        Err(error) => return Err(init_error::report("ConfigError", &error)),
+        Err(error) => return Err(sync::init_error::report_init_error("ConfigError", &error)),
     };
     let services = match sync::wiring::aws_services(&config).await {
         Ok(services) => services,
-        Err(error) => return Err(init_error::report("ConnectError", &error)),
+        Err(error) => return Err(sync::init_error::report_init_error("ConnectError", &error)),
     };
     let poller = Poller::new(services, PollSettings::from_config(&config));
     let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME")

@@ -12,11 +12,14 @@ use tracing::Instrument;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sync::wiring::init_lambda_logging();
-    let config = Config::from_env(Requirements::SyncFunction)
-        .inspect_err(|error| tracing::error!("{error}"))?;
-    let services = sync::wiring::aws_services(&config)
-        .await
-        .inspect_err(|error| tracing::error!("{error}"))?;
+    let config = match Config::from_env(Requirements::SyncFunction) {
+        Ok(config) => config,
+        Err(error) => return Err(sync::init_error::report_init_error("ConfigError", &error)),
+    };
+    let services = match sync::wiring::aws_services(&config).await {
+        Ok(services) => services,
+        Err(error) => return Err(sync::init_error::report_init_error("ConnectError", &error)),
+    };
     let processor = FileProcessor::new(services, Settings::from_config(&config));
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-on-arrival".to_owned());

@@ -10,7 +10,10 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Logs `error`, posts it to `/init/error` when running under a Runtime API, and returns it
 /// for `main` to exit with.
-pub fn report(error_type: &str, error: &dyn std::fmt::Display) -> lambda_runtime::Error {
+pub fn report_init_error(
+    error_type: &str,
+    error: &dyn std::fmt::Display,
+) -> Box<dyn std::error::Error + Send + Sync> {
     let message = error.to_string();
     tracing::error!(error_type, "{message}");
     if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
