@@ -21,9 +21,10 @@
 #   workspace-relative paths match), and this tree's next build would silently run the clone's
 #   code. A cargo configuration beside the clone (not in it) therefore gives the clone's own
 #   crates a profile override (line-tables-only debug info, which strip removes from release
-#   binaries anyway): their artifacts get other hashes and coexist with this tree's. The
-#   un-hashed copies target/{debug,release}/<binary> are the clone's until this tree's next
-#   cargo build relinks them.
+#   binaries anyway; debug builds stripped of debug information and not incremental, so the
+#   second set of artifacts stays small): their artifacts get other hashes and coexist with
+#   this tree's. The un-hashed copies target/{debug,release}/<binary> are the clone's until
+#   this tree's next cargo build relinks them.
 # - It uses this repository's pinned tools: .tools is linked into the clone and TOOLS_DIR set.
 #
 # Prints the time each command took. On failure, names the command, prints the end of its log
@@ -97,6 +98,11 @@ mkdir -p "$work/.cargo"
   for profile in dev release test bench; do
     for member in $members; do
       printf '[profile.%s.package."%s"]\ndebug = "line-tables-only"\n' "$profile" "$member"
+      # Debug test binaries carry every dependency's debug information (hundreds of MB each);
+      # a second set of them would double the target folder. Symbols stay for backtraces.
+      case "$profile" in
+        dev | test) printf 'strip = "debuginfo"\nincremental = false\n' ;;
+      esac
     done
   done
 } >"$work/.cargo/config.toml"

@@ -5,7 +5,8 @@
 //! file identity, i.e. the local store's ETag) for the `--settle` period, or already that old
 //! when first seen. Hidden files (`.name`) are never taken, since copy tools and editors use
 //! them for writes in progress, and only `.csv` files are taken at all; writing to another name
-//! and renaming into `data/` is the safe way to deliver a file.
+//! and renaming into `data/` is the safe way to deliver a file. A hidden `.keep` marker holds
+//! the landing folder in place.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -97,6 +98,7 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     let data_dir = data_dir(&wired, &options.root);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the landing folder {}", data_dir.display()))?;
+    keep_folder(&data_dir)?;
     let poll_interval = options.poll_interval.unwrap_or(if options.emulator {
         EMULATOR_POLL_INTERVAL
     } else {
@@ -143,8 +145,11 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
                 break;
             }
             take(&wired, &processor, key, &mut landing, &mut tally).await;
-            // The store removes folders a move leaves empty; people expect to find data/.
-            let _ = std::fs::create_dir_all(&data_dir);
+            // In case the marker was removed: the store removes folders a move leaves empty,
+            // and people expect to find data/.
+            if std::fs::create_dir_all(&data_dir).is_ok() {
+                let _ = keep_folder(&data_dir);
+            }
         }
         if stop.is_cancelled() {
             break;
@@ -219,6 +224,23 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
 fn data_dir(wired: &Wired, root: &Path) -> PathBuf {
     root.join(wired.landing_bucket())
         .join(wired.config.layout.landing_prefix.trim_end_matches('/'))
+}
+
+/// Name of the marker that keeps the landing folder in place.
+const KEEP_MARKER: &str = ".keep";
+
+/// Puts a hidden marker in the landing folder: the store removes folders a move leaves empty
+/// (S3 has no folders), and an exporter writing into `data/` at that moment would fail.
+fn keep_folder(data_dir: &Path) -> anyhow::Result<()> {
+    let marker = data_dir.join(KEEP_MARKER);
+    if !marker.exists() {
+        std::fs::write(
+            &marker,
+            "Keeps this folder in place while catalog-sync moves files out of it.\n",
+        )
+        .with_context(|| format!("cannot write {}", marker.display()))?;
+    }
+    Ok(())
 }
 
 /// How often settling files are looked at again.
@@ -405,14 +427,16 @@ impl Landing {
         for object in objects {
             let key = object.key;
             present.insert(key.clone());
-            let takeable = layout
-                .landing_relative(&key)
-                .is_some_and(|relative| !relative.split('/').any(|part| part.starts_with('.')));
-            if !takeable {
+            let relative = key
+                .strip_prefix(layout.landing_prefix.as_str())
+                .unwrap_or(&key);
+            // Hidden files are writes in progress (or the folder's marker): silently left alone.
+            if relative.split('/').any(|part| part.starts_with('.')) {
+                continue;
+            }
+            if layout.landing_relative(&key).is_none() {
                 if self.ignored.insert(key.clone()) {
-                    eprintln!(
-                        "ignoring {key}: only .csv files that are not hidden (.name) are processed"
-                    );
+                    eprintln!("ignoring {key}: only .csv files are processed");
                 }
                 continue;
             }
