@@ -406,6 +406,10 @@ fn summary_of(outcome: &FileOutcome) -> String {
         }
         FileOutcome::Ignored { key } => format!("{key}: ignored (not a .csv file)"),
         FileOutcome::AlreadyProcessed { key } => format!("{key}: already processed"),
+        FileOutcome::Deferred {
+            key, batches_sent, ..
+        } => format!("{key}: paused after {batches_sent} batch(es); resumes from its checkpoint"),
+        FileOutcome::Busy { key, .. } => format!("{key}: being sent by another run"),
     }
 }
 

@@ -286,7 +286,13 @@ async fn take(
                     tally.rows_rejected += counts.rejected;
                 }
                 FileOutcome::Rejected { .. } => tally.rejected += 1,
-                FileOutcome::Ignored { .. } | FileOutcome::AlreadyProcessed { .. } => {}
+                FileOutcome::Deferred { resume_after, .. } => {
+                    landing.pause(key, *resume_after);
+                    return;
+                }
+                FileOutcome::Ignored { .. }
+                | FileOutcome::AlreadyProcessed { .. }
+                | FileOutcome::Busy { .. } => {}
             }
             landing.forget(key);
         }
@@ -386,10 +392,12 @@ struct Landing {
     settle: Duration,
     /// Each file's ETag and since when it has had it.
     seen: HashMap<String, (Option<String>, Instant)>,
-    /// Files whose processing failed: their ETag then, and when.
+    /// Files whose processing failed or paused: their ETag then, and when to try again.
     failed: HashMap<String, (Option<String>, Instant)>,
     /// Files that are not taken, already mentioned once.
     ignored: HashSet<String>,
+    /// Files paused by a checkpoint (Meta's rate limit): a one-shot run waits for them.
+    paused: HashSet<String>,
 }
 
 /// One look at the landing folder.
@@ -397,7 +405,7 @@ struct Landing {
 struct Scan {
     /// Files ready to take, in key order.
     ready: Vec<String>,
-    /// Files still being written (or too recently changed to tell).
+    /// Files still being written (or too recently changed to tell), or paused for a while.
     settling: usize,
 }
 
@@ -408,6 +416,7 @@ impl Landing {
             seen: HashMap::new(),
             failed: HashMap::new(),
             ignored: HashSet::new(),
+            paused: HashSet::new(),
         }
     }
 
@@ -440,8 +449,11 @@ impl Landing {
                 }
                 continue;
             }
-            if let Some((etag, at)) = self.failed.get(&key) {
-                if *etag == object.etag && at.elapsed() < RETRY_FAILED_AFTER {
+            if let Some((etag, retry_at)) = self.failed.get(&key) {
+                if *etag == object.etag && now < *retry_at {
+                    if self.paused.contains(&key) {
+                        scan.settling += 1;
+                    }
                     continue;
                 }
                 self.failed.remove(&key);
@@ -473,16 +485,30 @@ impl Landing {
         self.seen.retain(|key, _| present.contains(key));
         self.failed.retain(|key, _| present.contains(key));
         self.ignored.retain(|key| present.contains(key));
+        self.paused.retain(|key| present.contains(key));
         Ok(scan)
     }
 
     fn forget(&mut self, key: &str) {
         self.seen.remove(key);
+        self.paused.remove(key);
+    }
+
+    /// `key` was checkpointed: resume it after `wait`, and keep a one-shot run going until then.
+    fn pause(&mut self, key: &str, wait: Duration) {
+        self.retry_later(key, wait);
+        self.paused.insert(key.to_owned());
     }
 
     fn failed(&mut self, key: &str) {
+        self.retry_later(key, RETRY_FAILED_AFTER);
+    }
+
+    /// Leaves `key` alone for `wait` unless it changes.
+    fn retry_later(&mut self, key: &str, wait: Duration) {
         if let Some((etag, _)) = self.seen.remove(key) {
-            self.failed.insert(key.to_owned(), (etag, Instant::now()));
+            self.failed
+                .insert(key.to_owned(), (etag, Instant::now() + wait));
         }
     }
 }

@@ -213,6 +213,7 @@ pub async fn wire(
                 catalog: Arc::new(catalog),
                 alerts: Arc::new(ConsoleAlerts::in_root(root, true)),
                 clock: Arc::new(SystemClock),
+                continuations: Arc::new(sync::local::RescanQueue),
             }
         }
     };
@@ -364,6 +365,22 @@ pub fn outcome_line(wired: &Wired, outcome: &FileOutcome) -> String {
         ),
         FileOutcome::AlreadyProcessed { key } => {
             format!("{key}: already processed: it is no longer in the landing folder")
+        }
+        FileOutcome::Deferred {
+            key,
+            batches_sent,
+            resume_after,
+            reason,
+            progress_key,
+            ..
+        } => format!(
+            "{key}: paused after {batches_sent} batch(es) ({}); it resumes from {} in {}",
+            reason.as_str(),
+            wired.location(synced, progress_key),
+            humantime::format_duration(*resume_after)
+        ),
+        FileOutcome::Busy { key, run_id } => {
+            format!("{key}: busy: run {run_id} is sending it now")
         }
     }
 }

@@ -28,7 +28,7 @@ pub use reader::{
 pub use report::{ProblemReport, RowIssue, RowOutcome};
 pub use request::{ProductTypeMapping, UnknownMapping, write_request};
 pub use rules::{Price, PriceProblem, Problem, ProblemKind, Product, parse_price, validate};
-pub use stream::{FeedError, RowCounts, Sink, feed};
+pub use stream::{FeedError, ResumePoint, RowCounts, Sink, feed};
 
 /// The required header, in the contract's order, as a CSV line.
 pub const REQUIRED_HEADER: &str =

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::batch::{Batch, Batcher, RowRef, SerializeError, Superseded};
-use crate::reader::{FileError, ProductReader, RejectedRow, Row};
+use crate::reader::{FileError, Position, ProductReader, RejectedRow, Row};
 
 /// Receives what a file turns into, as it is read.
 pub trait Sink {
@@ -19,6 +19,22 @@ pub trait Sink {
     fn superseded(&mut self, superseded: Superseded) -> Result<(), Self::Error>;
     /// A completed batch.
     fn batch(&mut self, batch: Batch) -> Result<(), Self::Error>;
+
+    /// Called before each row is read, with where it starts and the counts so far.
+    ///
+    /// A batch handed to [`Sink::batch`] while a row is being processed holds every valid row
+    /// before that row's start that was neither superseded nor sent earlier, so once the batch
+    /// is sent, reading can resume at the latest point given here. Ignored by default.
+    fn next_row_at(&mut self, _point: ResumePoint) {}
+}
+
+/// A place in a file from which reading can resume, with the row counts up to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Where the next record starts, and the rows read before it.
+    pub position: Position,
+    /// Counts of the rows before `position` read by this call of [`feed`].
+    pub counts: RowCounts,
 }
 
 /// Row counts of one file.
@@ -67,7 +83,14 @@ pub fn feed<R: Read, S: Sink>(
     sink: &mut S,
 ) -> Result<RowCounts, FeedError<S::Error>> {
     let mut counts = RowCounts::default();
-    while let Some(row) = reader.next_row()? {
+    loop {
+        sink.next_row_at(ResumePoint {
+            position: reader.position(),
+            counts,
+        });
+        let Some(row) = reader.next_row()? else {
+            break;
+        };
         counts.rows_read += 1;
         match row {
             Row::Valid { line, product } => {

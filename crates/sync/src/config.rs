@@ -60,6 +60,14 @@ pub struct Config {
     pub pending_max_age: Duration,
     /// Status checks in flight at once (`POLL_CONCURRENCY`).
     pub poll_concurrency: usize,
+    /// SQS queue of follow-up invocations of sync-on-arrival (`CONTINUE_QUEUE_URL`); without
+    /// one, unfinished files wait for the poller's sweep.
+    pub continue_queue_url: Option<String>,
+    /// Age after which a file still in `data/` with no run in progress is re-driven
+    /// (`STALE_FILE_AGE`).
+    pub stale_file_age: Duration,
+    /// Re-drives of one file before it is moved to `failed/` (`MAX_REDRIVES`).
+    pub max_redrives: u32,
 }
 
 /// Which variables are required: the Lambda functions need AWS resources named.
@@ -79,6 +87,10 @@ pub const DEFAULT_GRAPH_API_VERSION: &str = "v25.0";
 pub const DEFAULT_PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default `POLL_CONCURRENCY`.
 pub const DEFAULT_POLL_CONCURRENCY: usize = 8;
+/// Default `STALE_FILE_AGE`.
+pub const DEFAULT_STALE_FILE_AGE: Duration = Duration::from_secs(30 * 60);
+/// Default `MAX_REDRIVES`.
+pub const DEFAULT_MAX_REDRIVES: u32 = 3;
 
 /// Every variable [`Config`] reads.
 pub const VARIABLES: &[&str] = &[
@@ -98,6 +110,9 @@ pub const VARIABLES: &[&str] = &[
     "PRODUCT_TYPE_MAPPING",
     "PENDING_MAX_AGE",
     "POLL_CONCURRENCY",
+    "CONTINUE_QUEUE_URL",
+    "STALE_FILE_AGE",
+    "MAX_REDRIVES",
 ];
 
 impl Config {
@@ -243,6 +258,25 @@ impl Config {
             None => DEFAULT_POLL_CONCURRENCY,
         };
 
+        let continue_queue_url = get("CONTINUE_QUEUE_URL");
+        let stale_file_age = match get("STALE_FILE_AGE") {
+            Some(value) => parse_duration("STALE_FILE_AGE", &value)?,
+            None => DEFAULT_STALE_FILE_AGE,
+        };
+        let max_redrives = match get("MAX_REDRIVES") {
+            Some(value) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "MAX_REDRIVES",
+                        format!("{value:?} is not a whole number from 0 to 100"),
+                    )
+                })?,
+            None => DEFAULT_MAX_REDRIVES,
+        };
+
         Ok(Config {
             catalog_id,
             token,
@@ -253,6 +287,9 @@ impl Config {
             mapping,
             pending_max_age,
             poll_concurrency,
+            continue_queue_url,
+            stale_file_age,
+            max_redrives,
         })
     }
 }

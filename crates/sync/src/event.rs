@@ -1,12 +1,16 @@
-//! Handling an S3 event: every record, each file processed on its own.
+//! Handling what sync-on-arrival is invoked with: S3 notifications of landed files, and
+//! continuation messages (SQS) for files that need another invocation. Every record is
+//! processed on its own.
 
 use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sqs::SqsEvent;
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::keys::decode_event_key;
 use crate::process::{FileOutcome, FileProcessor, ProcessError};
+use crate::progress::Continuation;
 use crate::report::Counts;
 
 /// What one invocation did, for the function's response and metrics.
@@ -20,6 +24,10 @@ pub struct EventSummary {
     pub ignored: Vec<String>,
     /// Files that failed (still in `data/`).
     pub failed: Vec<String>,
+    /// Files checkpointed for a follow-up invocation (still in `data/`).
+    pub deferred: Vec<String>,
+    /// Files another invocation is sending now.
+    pub busy: Vec<String>,
     /// Row counts over all files.
     pub counts: Counts,
     /// Batches sent.
@@ -34,6 +42,82 @@ pub struct EventError {
     pub errors: Vec<ProcessError>,
     /// What was done.
     pub summary: EventSummary,
+}
+
+/// The invocation payload was neither an S3 notification nor a continuation message.
+#[derive(Debug, thiserror::Error)]
+#[error("unrecognised event: {0}; sync-on-arrival takes S3 ObjectCreated notifications and continuation messages from its SQS queue")]
+pub struct UnknownEvent(pub String);
+
+/// One invocation's payload, recognised.
+#[derive(Debug)]
+pub enum Invocation {
+    /// S3 notifications of landed files.
+    S3(S3Event),
+    /// Continuations from the follow-up queue (one per message).
+    Continue(Vec<Continuation>),
+}
+
+impl Invocation {
+    /// Recognises a payload by its records' `eventSource` (`aws:s3` or `aws:sqs`).
+    pub fn from_json(payload: serde_json::Value) -> Result<Invocation, UnknownEvent> {
+        let source = payload
+            .get("Records")
+            .and_then(|records| records.get(0))
+            .and_then(|record| record.get("eventSource"))
+            .and_then(|source| source.as_str())
+            .unwrap_or("aws:s3")
+            .to_owned();
+        if source == "aws:sqs" {
+            let event: SqsEvent = serde_json::from_value(payload)
+                .map_err(|error| UnknownEvent(format!("an SQS event that does not parse: {error}")))?;
+            let mut continuations = Vec::new();
+            for message in event.records {
+                let body = message.body.unwrap_or_default();
+                match serde_json::from_str::<Continuation>(&body) {
+                    Ok(continuation) => continuations.push(continuation),
+                    Err(error) => warn!(
+                        message_id = message.message_id.as_deref(),
+                        %error,
+                        "ignored: an SQS message that is not a catalog-sync continuation"
+                    ),
+                }
+            }
+            return Ok(Invocation::Continue(continuations));
+        }
+        serde_json::from_value(payload)
+            .map(Invocation::S3)
+            .map_err(|error| UnknownEvent(format!("an S3 event that does not parse: {error}")))
+    }
+}
+
+/// Handles one invocation. S3 notifications fail the invocation when a file fails, so Lambda
+/// retries it; continuations never do, since their failures are recorded in the file's
+/// checkpoint, alerted, and retried a bounded number of times by the poller's sweep.
+pub async fn handle_invocation(
+    processor: &FileProcessor,
+    invocation: &Invocation,
+    deadline: Option<Instant>,
+) -> Result<EventSummary, EventError> {
+    match invocation {
+        Invocation::S3(event) => handle_s3_event(processor, event, deadline).await,
+        Invocation::Continue(continuations) => {
+            let mut summary = EventSummary::default();
+            for continuation in continuations {
+                info!(
+                    key = continuation.key,
+                    run_id = continuation.run_id.as_deref(),
+                    reason = continuation.reason.as_str(),
+                    "continuing"
+                );
+                let result = processor
+                    .process(&continuation.bucket, &continuation.key, deadline)
+                    .await;
+                let _ = tally(&mut summary, continuation.key.clone(), result);
+            }
+            Ok(summary)
+        }
+    }
 }
 
 /// Processes every record of an S3 event; records fail independently.
@@ -73,29 +157,9 @@ pub async fn handle_s3_event(
             summary.ignored.push(key);
             continue;
         }
-        match processor.process(bucket, &key, deadline).await {
-            Ok(FileOutcome::Archived {
-                key,
-                counts,
-                batches,
-                ..
-            }) => {
-                add(&mut summary.counts, counts);
-                summary.batches += batches;
-                summary.archived.push(key);
-            }
-            Ok(FileOutcome::Rejected { key, counts, .. }) => {
-                add(&mut summary.counts, counts);
-                summary.rejected.push(key);
-            }
-            Ok(FileOutcome::Ignored { key } | FileOutcome::AlreadyProcessed { key }) => {
-                summary.ignored.push(key)
-            }
-            Err(failure) => {
-                error!(key, error = %failure, "file failed");
-                summary.failed.push(key);
-                errors.push(failure);
-            }
+        let result = processor.process(bucket, &key, deadline).await;
+        if let Err(failure) = tally(&mut summary, key, result) {
+            errors.push(failure);
         }
     }
     if errors.is_empty() {
@@ -103,6 +167,41 @@ pub async fn handle_s3_event(
     } else {
         Err(EventError { errors, summary })
     }
+}
+
+/// Adds one file's outcome to the summary, handing back a failure.
+fn tally(
+    summary: &mut EventSummary,
+    key: String,
+    result: Result<FileOutcome, ProcessError>,
+) -> Result<(), ProcessError> {
+    match result {
+        Ok(FileOutcome::Archived {
+            key,
+            counts,
+            batches,
+            ..
+        }) => {
+            add(&mut summary.counts, counts);
+            summary.batches += batches;
+            summary.archived.push(key);
+        }
+        Ok(FileOutcome::Rejected { key, counts, .. }) => {
+            add(&mut summary.counts, counts);
+            summary.rejected.push(key);
+        }
+        Ok(FileOutcome::Ignored { key } | FileOutcome::AlreadyProcessed { key }) => {
+            summary.ignored.push(key)
+        }
+        Ok(FileOutcome::Deferred { key, .. }) => summary.deferred.push(key),
+        Ok(FileOutcome::Busy { key, .. }) => summary.busy.push(key),
+        Err(failure) => {
+            error!(key, error = %failure, "file failed");
+            summary.failed.push(key);
+            return Err(failure);
+        }
+    }
+    Ok(())
 }
 
 fn add(total: &mut Counts, counts: Counts) {

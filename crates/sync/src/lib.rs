@@ -1,9 +1,12 @@
 //! The catalog-sync use cases, written against small ports, with their adapters.
 //!
 //! - [`process::FileProcessor`]: process one landed file (validate, transform, send, record,
-//!   archive), driven by [`event::handle_s3_event`] in the sync-on-arrival function.
-//! - Ports ([`ports`]): object store, catalog API, alerts, clock.
-//! - Adapters: [`aws`] (S3, SNS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
+//!   archive), driven by [`event::handle_invocation`] in the sync-on-arrival function; files
+//!   too large for one invocation are checkpointed and continued ([`progress`]).
+//! - [`poll::Poller`]: ask Meta how each batch went, alert, and sweep files left behind.
+//! - Ports ([`ports`], [`progress::ContinuationQueue`]): object store, catalog API, alerts,
+//!   clock, follow-up queue.
+//! - Adapters: [`aws`] (S3, SNS, SQS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
 
 pub mod alert;
 pub mod aws;
@@ -18,6 +21,7 @@ pub mod metrics;
 pub mod poll;
 pub mod ports;
 pub mod process;
+pub mod progress;
 pub mod report;
 pub mod wiring;
 

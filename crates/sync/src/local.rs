@@ -951,3 +951,25 @@ mod tests {
         );
     }
 }
+
+/// The continuation queue of a local folder: a file that needs another pass stays in the
+/// landing folder with its checkpoint, and the next pass of `catalog-sync run` resumes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RescanQueue;
+
+#[async_trait::async_trait]
+impl crate::progress::ContinuationQueue for RescanQueue {
+    async fn schedule(
+        &self,
+        continuation: &crate::progress::Continuation,
+        delay: std::time::Duration,
+    ) -> Result<(), crate::progress::QueueError> {
+        tracing::info!(
+            key = continuation.key,
+            reason = continuation.reason.as_str(),
+            "the file stays in the landing folder; the next pass of `catalog-sync run` after {} resumes it from its checkpoint",
+            humantime::format_duration(delay)
+        );
+        Ok(())
+    }
+}

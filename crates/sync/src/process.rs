@@ -2,10 +2,11 @@
 
 use std::io::BufReader;
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
+use std::time::Duration;
 
 use catalog::{
-    Batch, Batcher, FeedError, FileError, ProductReader, RejectedRow, RowIssue, Sink, Superseded,
+    Batch, Batcher, FeedError, FileError, ProductReader, RejectedRow, ResumePoint, RowIssue, Sink,
+    Superseded,
 };
 use graph::{ErrorClass, GraphError};
 use time::OffsetDateTime;
@@ -17,9 +18,15 @@ use tracing::{info, warn};
 
 use crate::alert::{AlertBuilder, AlertKind, Sample};
 use crate::keys::{self, Layout};
-use crate::ports::{AlertSink, CatalogApi, Clock, ObjectInfo, ObjectStore, Payload, StoreError};
+use crate::ports::{
+    AlertSink, CatalogApi, Clock, ObjectInfo, ObjectStore, Payload, StoreError, read_small,
+};
+use crate::progress::{
+    self, Checkpoint, ContinuationQueue, ContinueReason, Continuation, ProgressState, ResumeAt,
+};
 use crate::report::{
-    BatchRecord, Counts, Failure, FileReport, PendingRecord, ReportStatus, RowSpool,
+    BatchRecord, Counts, Failure, FileReport, PendingRecord, ReportStatus, RowSpool, SpoolMark,
+    SpoolReader,
 };
 
 /// The adapters a use case runs on.
@@ -33,6 +40,8 @@ pub struct Services {
     pub alerts: Arc<dyn AlertSink>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Follow-up invocations: SQS on AWS, in-process locally.
+    pub continuations: Arc<dyn ContinuationQueue>,
 }
 
 /// What processing needs besides the adapters.
@@ -46,7 +55,13 @@ pub struct Settings {
     pub mapping: catalog::ProductTypeMapping,
     /// File, row and record limits.
     pub reader_limits: catalog::ReaderLimits,
+    /// Time a batch call needs: with less left before the deadline, the file is checkpointed
+    /// and continued by a follow-up invocation.
+    pub min_send_window: Duration,
 }
+
+/// Default [`Settings::min_send_window`]: a batch call takes a few seconds, more with retries.
+pub const DEFAULT_MIN_SEND_WINDOW: Duration = Duration::from_secs(10);
 
 impl Settings {
     /// Settings from the configuration.
@@ -56,6 +71,7 @@ impl Settings {
             batch_limits: config.batch_limits,
             mapping: config.mapping,
             reader_limits: catalog::ReaderLimits::default(),
+            min_send_window: DEFAULT_MIN_SEND_WINDOW,
         }
     }
 }
@@ -92,6 +108,29 @@ pub enum FileOutcome {
         report_key: String,
         /// Row counts up to the failure.
         counts: Counts,
+    },
+    /// Not all batches could be sent in this invocation; a checkpoint records how far it got
+    /// and a follow-up invocation was requested.
+    Deferred {
+        /// The file, still in `data/`.
+        key: String,
+        /// The run, kept by the follow-up.
+        run_id: String,
+        /// Where the checkpoint is (synced bucket).
+        progress_key: String,
+        /// Batches sent so far, in all invocations.
+        batches_sent: u32,
+        /// When the follow-up should start.
+        resume_after: Duration,
+        /// Why this invocation stopped.
+        reason: ContinueReason,
+    },
+    /// Another invocation is sending this file now; nothing was done.
+    Busy {
+        /// The file.
+        key: String,
+        /// The run in progress.
+        run_id: String,
     },
 }
 
@@ -132,6 +171,28 @@ pub enum ProcessError {
     },
 }
 
+impl ProcessError {
+    fn store(bucket: &str, key: &str, source: StoreError) -> Self {
+        ProcessError::Store {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            source,
+        }
+    }
+
+    fn internal(bucket: &str, key: &str, message: impl Into<String>) -> Self {
+        ProcessError::Internal {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn spool_failure(error: &std::io::Error) -> String {
+    format!("could not use a temporary file for rejected rows: {error}; check the function's /tmp space")
+}
+
 /// The "process one landed file" use case.
 #[derive(Clone)]
 pub struct FileProcessor {
@@ -139,11 +200,25 @@ pub struct FileProcessor {
     settings: Settings,
 }
 
+/// A batch ready to send, with what is known once it is sent: where reading can resume.
+struct ReadyBatch {
+    batch: Batch,
+    resume: ResumeAt,
+    counts: catalog::RowCounts,
+    superseded: u64,
+    spool: SpoolMark,
+}
+
 /// The sink on the parsing thread: rows to the spool, batches to the sender.
 struct ParseSink {
     spool: RowSpool,
+    /// Superseded rows, including those of earlier invocations.
     superseded: u64,
-    batches: mpsc::Sender<Batch>,
+    /// Counts of earlier invocations.
+    base: catalog::RowCounts,
+    layout: catalog::HeaderLayout,
+    at: ResumePoint,
+    batches: mpsc::Sender<ReadyBatch>,
 }
 
 /// Why the parsing thread stopped early.
@@ -153,6 +228,14 @@ enum ParseSinkError {
     SenderStopped,
     #[error("could not spool rejected rows to a temporary file: {0}")]
     Spool(#[from] std::io::Error),
+}
+
+impl ParseSink {
+    fn counts(&self) -> catalog::RowCounts {
+        let mut counts = self.base;
+        counts.add(self.at.counts);
+        counts
+    }
 }
 
 impl Sink for ParseSink {
@@ -168,9 +251,20 @@ impl Sink for ParseSink {
     }
 
     fn batch(&mut self, batch: Batch) -> Result<(), ParseSinkError> {
+        let ready = ReadyBatch {
+            batch,
+            resume: ResumeAt::new(self.at.position, &self.layout),
+            counts: self.counts(),
+            superseded: self.superseded,
+            spool: self.spool.mark()?,
+        };
         self.batches
-            .blocking_send(batch)
+            .blocking_send(ready)
             .map_err(|_| ParseSinkError::SenderStopped)
+    }
+
+    fn next_row_at(&mut self, point: ResumePoint) {
+        self.at = point;
     }
 }
 
@@ -184,16 +278,49 @@ struct Parsed {
     internal_error: Option<String>,
 }
 
-/// Progress of the sending side.
+impl Parsed {
+    fn nothing(spool: RowSpool, checkpoint: &Checkpoint) -> Self {
+        Parsed {
+            counts: catalog::RowCounts {
+                rows_read: checkpoint.counts.rows_read,
+                valid: checkpoint.counts.valid,
+                rejected: checkpoint.counts.rejected,
+            },
+            superseded: checkpoint.counts.superseded,
+            warnings: checkpoint.warnings.clone(),
+            spool,
+            file_error: None,
+            internal_error: None,
+        }
+    }
+}
+
+/// Progress of the sending side, including batches of earlier invocations.
 #[derive(Default)]
 struct Sent {
     batches: Vec<BatchRecord>,
     items: u64,
     refused: u64,
     refused_samples: Vec<Sample>,
-    error: Option<GraphError>,
-    store_error: Option<StoreError>,
 }
+
+impl Sent {
+    fn from_checkpoint(checkpoint: &Checkpoint) -> Self {
+        Sent {
+            batches: checkpoint.batches.clone(),
+            items: checkpoint.items_sent,
+            refused: checkpoint.refused,
+            refused_samples: checkpoint.refused_samples.clone(),
+        }
+    }
+}
+
+/// Refused products kept for the report (all are counted).
+const MAX_REFUSED_SAMPLES: usize = crate::alert::MAX_SAMPLES * 50;
+/// SQS's longest delay; a longer wait is re-queued by the follow-up.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+/// How long a running checkpoint is protected when there is no invocation deadline.
+const LOCAL_LEASE: Duration = Duration::from_secs(5 * 60);
 
 impl FileProcessor {
     /// A processor over these adapters.
@@ -206,7 +333,7 @@ impl FileProcessor {
         &self.settings.layout
     }
 
-    /// Processes `key` in `bucket` before `deadline`.
+    /// Processes `key` in `bucket` before `deadline`, resuming an unfinished run of it.
     pub async fn process(
         &self,
         bucket: &str,
@@ -223,18 +350,10 @@ impl FileProcessor {
                 key: key.to_owned(),
             });
         };
-        let store_error = |source| ProcessError::Store {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        };
-        let Some(info) = self
-            .services
-            .store
-            .head(bucket, key)
-            .await
-            .map_err(store_error)?
-        else {
+        let store_error = |source| ProcessError::store(bucket, key, source);
+        let store = self.services.store.as_ref();
+        let synced = layout.synced_bucket.as_str();
+        let Some(info) = store.head(bucket, key).await.map_err(store_error)? else {
             info!(
                 key,
                 "already processed: the file is no longer in the landing folder"
@@ -243,41 +362,105 @@ impl FileProcessor {
                 key: key.to_owned(),
             });
         };
-        let started = self.services.clock.now();
-        let run_id = keys::new_run_id(started);
-        let timer = StdInstant::now();
-        let run = |info: ObjectInfo| Run {
+        let now = self.services.clock.now();
+        let holder = format!("{:016x}", rand::random::<u64>());
+        let existing = progress::find_for_source(store, synced, bucket, key)
+            .await
+            .map_err(store_error)?;
+        let mut restarted_from = None;
+        let mut checkpoint = match existing {
+            Some(checkpoint) if checkpoint.is_held_by_other(&holder, now) => {
+                info!(
+                    key,
+                    run_id = checkpoint.run_id,
+                    "busy: another invocation is sending this file"
+                );
+                return Ok(FileOutcome::Busy {
+                    key: key.to_owned(),
+                    run_id: checkpoint.run_id,
+                });
+            }
+            Some(checkpoint) if checkpoint.etag != info.etag => {
+                warn!(
+                    key,
+                    run_id = checkpoint.run_id,
+                    batches_done = checkpoint.batches_done,
+                    "the file was replaced since its run started; starting over with the new version"
+                );
+                if let Err(error) = progress::remove(store, synced, &checkpoint).await {
+                    warn!(%error, "could not delete the replaced version's checkpoint");
+                }
+                restarted_from = Some(checkpoint);
+                self.new_checkpoint(bucket, key, &info, now)
+            }
+            Some(checkpoint) => {
+                if let Some(wait) = checkpoint
+                    .not_before()
+                    .map(|at| at - now)
+                    .filter(|wait| wait.is_positive())
+                    .and_then(|wait| Duration::try_from(wait).ok())
+                    .filter(|wait| *wait > Duration::from_secs(5))
+                {
+                    return self.requeue(checkpoint, wait).await;
+                }
+                checkpoint
+            }
+            None => self.new_checkpoint(bucket, key, &info, now),
+        };
+        checkpoint.state = ProgressState::Running;
+        checkpoint.holder = holder;
+        checkpoint.invocations += 1;
+        checkpoint.resume_not_before = None;
+        self.renew_lease(&mut checkpoint, deadline);
+        progress::save(store, synced, &checkpoint)
+            .await
+            .map_err(store_error)?;
+
+        let started = progress::parse_time(&checkpoint.started_at).unwrap_or(now);
+        let run = Run {
             bucket,
             key,
             relative,
-            info,
-            run_id: run_id.clone(),
+            info: info.clone(),
+            run_id: checkpoint.run_id.clone(),
             started,
-            timer,
+            invocations: checkpoint.invocations,
+            restarted_from: restarted_from.map(|old| (old.run_id, old.batches_done)),
         };
-        info!(key, run_id, size = info.size, "processing");
+        info!(
+            key,
+            run_id = run.run_id,
+            size = info.size,
+            invocation = checkpoint.invocations,
+            batches_done = checkpoint.batches_done,
+            "processing"
+        );
 
+        let (mut spool, mut spool_reader) = RowSpool::on_disk()
+            .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
         if info.size > self.settings.reader_limits.max_file_bytes {
-            let error = FileError::FileTooLarge {
+            let mut parsed = Parsed::nothing(spool, &checkpoint);
+            parsed.file_error = Some(FileError::FileTooLarge {
                 max_bytes: self.settings.reader_limits.max_file_bytes,
-            };
-            let parsed = Parsed {
-                counts: catalog::RowCounts::default(),
-                superseded: 0,
-                warnings: Vec::new(),
-                spool: RowSpool::new(),
-                file_error: Some(error),
-                internal_error: None,
-            };
+            });
             return self
-                .finish_rejected(&run(info), parsed, Sent::default())
+                .finish_rejected(&run, parsed, Sent::default(), checkpoint)
                 .await;
         }
+        for part in &checkpoint.spool_parts {
+            let bytes = read_small(store, synced, part)
+                .await
+                .map_err(store_error)?
+                .unwrap_or_default();
+            spool
+                .write_stored(&bytes)
+                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
+        }
+        spool.restored(&checkpoint.spool);
 
-        let Some((info, body)) = self
-            .services
-            .store
-            .get(bucket, key, 0, info.etag.as_deref())
+        let from = checkpoint.resume_at.as_ref().map_or(0, |at| at.byte);
+        let Some((_, body)) = store
+            .get(bucket, key, from, info.etag.as_deref())
             .await
             .map_err(store_error)?
         else {
@@ -288,92 +471,346 @@ impl FileProcessor {
 
         // Parsing runs on a blocking thread fed by the download; batches come back through a
         // channel of one, so the next batch is built while the current one is being sent.
-        let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
-        let limits = self.settings.reader_limits;
-        let mut batcher = Batcher::new(self.settings.batch_limits, self.settings.mapping);
-        let bridge = SyncIoBridge::new(body);
-        let parser = tokio::task::spawn_blocking(move || {
-            let mut sink = ParseSink {
-                spool: RowSpool::new(),
-                superseded: 0,
-                batches: batch_tx,
-            };
-            let source = BufReader::with_capacity(256 * 1024, bridge);
-            let mut parsed = Parsed {
-                counts: catalog::RowCounts::default(),
-                superseded: 0,
-                warnings: Vec::new(),
-                spool: RowSpool::new(),
-                file_error: None,
-                internal_error: None,
-            };
-            match ProductReader::with_limits(source, limits) {
-                Err(error) => parsed.file_error = Some(error),
-                Ok(mut reader) => {
-                    if !reader.extra_columns().is_empty() {
-                        parsed.warnings.push(format!(
-                            "extra columns ignored: {}",
-                            reader.extra_columns().join(", ")
-                        ));
-                    }
-                    match catalog::feed(&mut reader, 0, &mut batcher, &mut sink) {
-                        Ok(counts) => {
-                            parsed.counts = counts;
-                            if let Some(batch) = batcher.finish() {
-                                // A stopped sender has its own error to report.
-                                let _ = sink.batches.blocking_send(batch);
-                            }
-                        }
-                        Err(FeedError::File(error)) => {
-                            parsed.counts.rows_read = reader.position().rows;
-                            parsed.file_error = Some(error);
-                        }
-                        Err(FeedError::Sink(ParseSinkError::SenderStopped)) => {
-                            parsed.counts.rows_read = reader.position().rows;
-                        }
-                        Err(error) => parsed.internal_error = Some(error.to_string()),
-                    }
-                }
-            }
-            parsed.superseded = sink.superseded;
-            parsed.spool = sink.spool;
-            parsed
-        });
+        let (batch_tx, mut batch_rx) = mpsc::channel::<ReadyBatch>(1);
+        let parser = self.spawn_parser(body, spool, &checkpoint, batch_tx);
 
-        let this_run = run(info);
-        let mut sent = Sent::default();
-        while let Some(batch) = batch_rx.recv().await {
-            if let Err(stop) = self.send_one(&batch, &this_run, deadline, &mut sent).await {
-                match stop {
-                    Stop::Graph(error) => sent.error = Some(error),
-                    Stop::Store(error) => sent.store_error = Some(error),
-                }
+        let mut sent = Sent::from_checkpoint(&checkpoint);
+        let mut stop = None;
+        while let Some(ready) = batch_rx.recv().await {
+            if self.time_is_up(deadline) {
+                stop = Some(Stop::Defer(ContinueReason::Deadline, Duration::ZERO));
+                break;
+            }
+            if let Err(error) = self.send_one(&ready.batch, &run, deadline, &mut sent).await {
+                stop = Some(match error {
+                    Stop::Graph(error) => self.stop_for(error, deadline),
+                    other => other,
+                });
+                break;
+            }
+            if let Err(error) = self
+                .record_progress(&mut checkpoint, &ready, &sent, &mut spool_reader, deadline)
+                .await
+            {
+                stop = Some(Stop::Store(error));
                 break;
             }
         }
         drop(batch_rx);
-        let parsed = parser.await.map_err(|error| ProcessError::Internal {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message: format!("the parsing thread failed: {error}"),
-        })?;
+        let parsed = parser
+            .await
+            .map_err(|error| ProcessError::internal(bucket, key, format!("the parsing thread failed: {error}")))?;
         if let Some(message) = parsed.internal_error.clone() {
-            return Err(ProcessError::Internal {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                message,
-            });
+            self.release(checkpoint).await;
+            return Err(ProcessError::internal(bucket, key, message));
         }
-        if let Some(error) = sent.store_error.take() {
-            return Err(store_error(error));
+        match stop {
+            Some(Stop::Store(error)) => {
+                self.release(checkpoint).await;
+                Err(store_error(error))
+            }
+            Some(Stop::Defer(reason, wait)) => {
+                self.finish_deferred(&run, checkpoint, reason, wait).await
+            }
+            Some(Stop::Graph(error)) => {
+                self.finish_send_failed(&run, parsed, sent, error, checkpoint)
+                    .await
+            }
+            None if parsed.file_error.is_some() => {
+                self.finish_rejected(&run, parsed, sent, checkpoint).await
+            }
+            None => self.finish_archived(&run, parsed, sent, checkpoint).await,
         }
-        if sent.error.is_some() {
-            return self.finish_send_failed(&this_run, parsed, sent).await;
+    }
+
+    fn new_checkpoint(
+        &self,
+        bucket: &str,
+        key: &str,
+        info: &ObjectInfo,
+        now: OffsetDateTime,
+    ) -> Checkpoint {
+        Checkpoint {
+            run_id: keys::new_run_id(now),
+            started_at: progress::format_time(now),
+            catalog_id: self.services.catalog.catalog_id().to_owned(),
+            source_bucket: bucket.to_owned(),
+            source_key: key.to_owned(),
+            etag: info.etag.clone(),
+            size: info.size,
+            state: ProgressState::Running,
+            holder: String::new(),
+            lease_until: String::new(),
+            resume_not_before: None,
+            invocations: 0,
+            failed_attempts: 0,
+            redrives: 0,
+            batches_done: 0,
+            resume_at: None,
+            counts: Counts::default(),
+            warnings: Vec::new(),
+            batches: Vec::new(),
+            items_sent: 0,
+            refused: 0,
+            refused_samples: Vec::new(),
+            spool: SpoolMark::default(),
+            spool_parts: Vec::new(),
+            last_failure: None,
+            updated_at: progress::format_time(now),
         }
-        if parsed.file_error.is_some() {
-            return self.finish_rejected(&this_run, parsed, sent).await;
+    }
+
+    /// Starts the parsing thread at the checkpoint's position.
+    fn spawn_parser(
+        &self,
+        body: crate::ports::ObjectBody,
+        spool: RowSpool,
+        checkpoint: &Checkpoint,
+        batches: mpsc::Sender<ReadyBatch>,
+    ) -> tokio::task::JoinHandle<Parsed> {
+        let limits = self.settings.reader_limits;
+        let mut batcher = Batcher::new(self.settings.batch_limits, self.settings.mapping)
+            .starting_at(checkpoint.batches_done + 1);
+        let resume_at = checkpoint.resume_at.clone();
+        let mut parsed = Parsed::nothing(RowSpool::new(), checkpoint);
+        let base = parsed.counts;
+        let bridge = SyncIoBridge::new(body);
+        tokio::task::spawn_blocking(move || {
+            let source = BufReader::with_capacity(256 * 1024, bridge);
+            let opened = match &resume_at {
+                Some(at) => Ok(ProductReader::resume(
+                    source,
+                    at.layout(),
+                    at.position(),
+                    limits,
+                )),
+                None => ProductReader::with_limits(source, limits),
+            };
+            let mut reader = match opened {
+                Ok(reader) => reader,
+                Err(error) => {
+                    parsed.spool = spool;
+                    parsed.file_error = Some(error);
+                    return parsed;
+                }
+            };
+            if resume_at.is_none() && !reader.extra_columns().is_empty() {
+                parsed.warnings.push(format!(
+                    "extra columns ignored: {}",
+                    reader.extra_columns().join(", ")
+                ));
+            }
+            let mut sink = ParseSink {
+                spool,
+                superseded: parsed.superseded,
+                base,
+                layout: reader.layout().clone(),
+                at: ResumePoint::default(),
+                batches,
+            };
+            match catalog::feed(&mut reader, 0, &mut batcher, &mut sink) {
+                Ok(counts) => {
+                    sink.next_row_at(ResumePoint {
+                        position: reader.position(),
+                        counts,
+                    });
+                    parsed.counts = sink.counts();
+                    if let Some(batch) = batcher.finish() {
+                        match sink.batch(batch) {
+                            // A stopped sender has its own reason to report.
+                            Ok(()) | Err(ParseSinkError::SenderStopped) => {}
+                            Err(error) => parsed.internal_error = Some(error.to_string()),
+                        }
+                    }
+                }
+                Err(FeedError::File(error)) => {
+                    parsed.counts = sink.counts();
+                    parsed.counts.rows_read = reader.position().rows;
+                    parsed.file_error = Some(error);
+                }
+                Err(FeedError::Sink(ParseSinkError::SenderStopped)) => {
+                    parsed.counts = sink.counts();
+                }
+                Err(error) => parsed.internal_error = Some(error.to_string()),
+            }
+            parsed.superseded = sink.superseded;
+            parsed.spool = sink.spool;
+            parsed
+        })
+    }
+
+    /// True when too little time is left to send another batch.
+    fn time_is_up(&self, deadline: Option<Instant>) -> bool {
+        deadline.is_some_and(|deadline| Instant::now() + self.settings.min_send_window >= deadline)
+    }
+
+    /// What a send failure means for the run: wait and continue later, or stop.
+    fn stop_for(&self, error: GraphError, deadline: Option<Instant>) -> Stop {
+        match error.class() {
+            ErrorClass::Throttled => Stop::Defer(
+                ContinueReason::Throttled,
+                error.retry_after().unwrap_or(Duration::from_secs(60)),
+            ),
+            // Retries were cut short by the deadline, not exhausted: the next invocation goes on.
+            ErrorClass::Transient | ErrorClass::InvalidResponse if self.time_is_up(deadline) => {
+                Stop::Defer(ContinueReason::Unavailable, Duration::from_secs(60))
+            }
+            _ => Stop::Graph(error),
         }
-        self.finish_archived(&this_run, parsed, sent).await
+    }
+
+    fn renew_lease(&self, checkpoint: &mut Checkpoint, deadline: Option<Instant>) {
+        let now = self.services.clock.now();
+        let left = deadline.map_or(LOCAL_LEASE, |deadline| {
+            deadline.saturating_duration_since(Instant::now()) + crate::wiring::DEADLINE_MARGIN
+        });
+        checkpoint.lease_until = progress::format_time(now + left);
+        checkpoint.updated_at = progress::format_time(now);
+    }
+
+    /// Records a sent batch in the checkpoint: the new resume point, counts, and the rejected
+    /// rows found before it.
+    async fn record_progress(
+        &self,
+        checkpoint: &mut Checkpoint,
+        ready: &ReadyBatch,
+        sent: &Sent,
+        spool_reader: &mut SpoolReader,
+        deadline: Option<Instant>,
+    ) -> Result<(), StoreError> {
+        let synced = &self.settings.layout.synced_bucket;
+        if ready.spool.bytes > checkpoint.spool.bytes {
+            let part_key = checkpoint.spool_part_key(checkpoint.spool_parts.len() + 1);
+            let (payload, _keep_alive) = spool_reader
+                .part(checkpoint.spool.bytes, ready.spool.bytes)
+                .map_err(|error| StoreError {
+                    operation: "ReadSpool",
+                    location: part_key.clone(),
+                    kind: crate::ports::StoreErrorKind::Other,
+                    message: error.to_string(),
+                })?;
+            self.services
+                .store
+                .put(synced, &part_key, payload, "application/json")
+                .await?;
+            checkpoint.spool_parts.push(part_key);
+        }
+        checkpoint.spool = ready.spool.clone();
+        checkpoint.batches_done = ready.batch.number;
+        checkpoint.resume_at = Some(ready.resume.clone());
+        checkpoint.counts = Counts {
+            rows_read: ready.counts.rows_read,
+            valid: ready.counts.valid,
+            rejected: ready.counts.rejected,
+            superseded: ready.superseded,
+            sent: sent.items,
+            refused_by_meta: sent.refused,
+        };
+        checkpoint.batches = sent.batches.clone();
+        checkpoint.items_sent = sent.items;
+        checkpoint.refused = sent.refused;
+        checkpoint.refused_samples = sent.refused_samples.clone();
+        self.renew_lease(checkpoint, deadline);
+        progress::save(self.services.store.as_ref(), synced, checkpoint).await
+    }
+
+    /// Lets another invocation take the file at once (this one stops without finishing it).
+    async fn release(&self, mut checkpoint: Checkpoint) {
+        checkpoint.state = ProgressState::Waiting;
+        checkpoint.holder.clear();
+        checkpoint.updated_at = self.now_rfc3339();
+        let synced = &self.settings.layout.synced_bucket;
+        if let Err(error) = progress::save(self.services.store.as_ref(), synced, &checkpoint).await
+        {
+            warn!(%error, run_id = checkpoint.run_id, "could not release the checkpoint; it is free again once its lease runs out");
+        }
+    }
+
+    /// The run is over: its checkpoint goes (a leftover is harmless and swept later).
+    async fn forget(&self, checkpoint: &Checkpoint) {
+        let synced = &self.settings.layout.synced_bucket;
+        if let Err(error) =
+            progress::remove(self.services.store.as_ref(), synced, checkpoint).await
+        {
+            warn!(%error, run_id = checkpoint.run_id, "could not delete the finished run's checkpoint");
+        }
+    }
+
+    /// Asks for a follow-up invocation; a queue failure is logged, and the sweep re-drives.
+    async fn schedule(&self, checkpoint: &Checkpoint, reason: ContinueReason, wait: Duration) {
+        let continuation = Continuation {
+            bucket: checkpoint.source_bucket.clone(),
+            key: checkpoint.source_key.clone(),
+            run_id: Some(checkpoint.run_id.clone()),
+            reason,
+        };
+        if let Err(error) = self
+            .services
+            .continuations
+            .schedule(&continuation, wait.min(MAX_QUEUE_DELAY))
+            .await
+        {
+            warn!(%error, key = checkpoint.source_key, "continuation not queued; the poller's sweep will re-drive the file");
+        }
+    }
+
+    /// A follow-up came before the wait Meta asked for was over: queue it again for the rest.
+    async fn requeue(
+        &self,
+        checkpoint: Checkpoint,
+        wait: Duration,
+    ) -> Result<FileOutcome, ProcessError> {
+        info!(
+            key = checkpoint.source_key,
+            run_id = checkpoint.run_id,
+            wait_s = wait.as_secs(),
+            "still waiting for Meta's rate limit; continuation queued again"
+        );
+        self.schedule(&checkpoint, ContinueReason::Throttled, wait)
+            .await;
+        Ok(FileOutcome::Deferred {
+            key: checkpoint.source_key.clone(),
+            progress_key: checkpoint.key(),
+            run_id: checkpoint.run_id,
+            batches_sent: checkpoint.batches_done,
+            resume_after: wait,
+            reason: ContinueReason::Throttled,
+        })
+    }
+
+    async fn finish_deferred(
+        &self,
+        run: &Run<'_>,
+        mut checkpoint: Checkpoint,
+        reason: ContinueReason,
+        wait: Duration,
+    ) -> Result<FileOutcome, ProcessError> {
+        let now = self.services.clock.now();
+        checkpoint.state = ProgressState::Waiting;
+        checkpoint.holder.clear();
+        checkpoint.resume_not_before = (!wait.is_zero()).then(|| progress::format_time(now + wait));
+        checkpoint.updated_at = progress::format_time(now);
+        let synced = &self.settings.layout.synced_bucket;
+        progress::save(self.services.store.as_ref(), synced, &checkpoint)
+            .await
+            .map_err(|error| ProcessError::store(run.bucket, run.key, error))?;
+        self.schedule(&checkpoint, reason, wait).await;
+        info!(
+            key = run.key,
+            run_id = run.run_id,
+            reason = reason.as_str(),
+            batches_done = checkpoint.batches_done,
+            resume_after_s = wait.as_secs(),
+            "checkpointed; a follow-up invocation continues the file"
+        );
+        Ok(FileOutcome::Deferred {
+            key: run.key.to_owned(),
+            progress_key: checkpoint.key(),
+            run_id: checkpoint.run_id,
+            batches_sent: checkpoint.batches_done,
+            resume_after: wait,
+            reason,
+        })
     }
 
     /// Sends one batch and records what was sent: the body under `synced/`, then one
@@ -448,6 +885,7 @@ impl FileProcessor {
             }
             if chunk.response.handles.is_empty() {
                 sent.refused += chunk.item_count as u64;
+                sent.refused_samples.truncate(MAX_REFUSED_SAMPLES.saturating_sub(1));
                 sent.refused_samples.push(Sample {
                     file: Some(key.to_owned()),
                     line: lines.first().copied(),
@@ -460,12 +898,20 @@ impl FileProcessor {
             } else {
                 sent.items += chunk.item_count as u64;
             }
+            let ids = if chunk.response.validation_status.is_empty() {
+                Vec::new()
+            } else {
+                request_ids(&chunk.requests_json)
+            };
             for status in &chunk.response.validation_status {
                 for problem in &status.errors {
                     sent.refused += 1;
+                    if sent.refused_samples.len() >= MAX_REFUSED_SAMPLES {
+                        continue;
+                    }
                     sent.refused_samples.push(Sample {
                         file: Some(key.to_owned()),
-                        line: line_of(&chunk.requests_json, &lines, &status.retailer_id),
+                        line: line_of(&ids, &lines, &status.retailer_id),
                         id: Some(status.retailer_id.clone()),
                         message: problem.message.clone(),
                     });
@@ -510,9 +956,15 @@ impl FileProcessor {
             ref info,
             ref run_id,
             started,
-            timer,
             ..
         } = run;
+        let now = self.services.clock.now();
+        let mut warnings = parsed.warnings.clone();
+        if let Some((earlier_run, batches)) = &run.restarted_from {
+            warnings.push(format!(
+                "the file was replaced while run {earlier_run} was sending it; that run's {batches} batch(es) of the earlier version stay in the catalog, and this run started over with the new version"
+            ));
+        }
         FileReport {
             run_id: run_id.to_owned(),
             catalog_id: self.services.catalog.catalog_id().to_owned(),
@@ -523,33 +975,26 @@ impl FileProcessor {
             status,
             file_now_at,
             started_at: started.format(&Rfc3339).unwrap_or_default(),
-            finished_at: self.now_rfc3339(),
-            duration_ms: u64::try_from(timer.elapsed().as_millis()).unwrap_or(u64::MAX),
+            finished_at: progress::format_time(now),
+            duration_ms: u64::try_from((now - started).whole_milliseconds()).unwrap_or(0),
             counts: counts(parsed, sent),
-            warnings: parsed.warnings.clone(),
+            warnings,
             failure,
             batches: sent.batches.clone(),
-            refused_items: sent
-                .refused_samples
-                .iter()
-                .take(crate::alert::MAX_SAMPLES * 50)
-                .cloned()
-                .collect(),
+            refused_items: sent.refused_samples.clone(),
+            invocations: run.invocations,
         }
     }
 
     /// Stores the report under `reports/` (and optionally a copy beside the file).
     async fn store_report(
         &self,
+        run: &Run<'_>,
         report: &FileReport,
         spool: RowSpool,
         beside: Option<(&str, String)>,
     ) -> Result<String, StoreError> {
-        let report_key = keys::report_key(
-            OffsetDateTime::parse(&report.started_at, &Rfc3339)
-                .unwrap_or_else(|_| self.services.clock.now()),
-            &report.run_id,
-        );
+        let report_key = keys::report_key(run.started, &run.run_id);
         let (payload, _keep_alive) =
             spool
                 .into_report_payload(report)
@@ -591,6 +1036,7 @@ impl FileProcessor {
         run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
+        checkpoint: Checkpoint,
     ) -> Result<FileOutcome, ProcessError> {
         let &Run {
             bucket,
@@ -609,18 +1055,15 @@ impl FileProcessor {
             None,
         );
         let samples: Vec<RowIssue> = parsed.spool.samples().to_vec();
-        let store_error = |source| ProcessError::Store {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        };
+        let store_error = |source| ProcessError::store(bucket, key, source);
         let report_key = self
-            .store_report(&report, parsed.spool, None)
+            .store_report(run, &report, parsed.spool, None)
             .await
             .map_err(store_error)?;
         self.move_object(bucket, key, &archive_key)
             .await
             .map_err(store_error)?;
+        self.forget(&checkpoint).await;
         let counts = report.counts;
         info!(
             key,
@@ -676,6 +1119,7 @@ impl FileProcessor {
         run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
+        checkpoint: Checkpoint,
     ) -> Result<FileOutcome, ProcessError> {
         let &Run {
             bucket,
@@ -700,19 +1144,16 @@ impl FileProcessor {
             format!("s3://{bucket}/{rejected_key}"),
             Some(failure.clone()),
         );
-        let store_error = |source| ProcessError::Store {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        };
+        let store_error = |source| ProcessError::store(bucket, key, source);
         let beside = keys::report_beside(&rejected_key);
         let report_key = self
-            .store_report(&report, parsed.spool, Some((bucket, beside.clone())))
+            .store_report(run, &report, parsed.spool, Some((bucket, beside.clone())))
             .await
             .map_err(store_error)?;
         self.move_object(bucket, key, &rejected_key)
             .await
             .map_err(store_error)?;
+        self.forget(&checkpoint).await;
         warn!(
             key,
             run_id,
@@ -757,7 +1198,9 @@ impl FileProcessor {
         &self,
         run: &Run<'_>,
         parsed: Parsed,
-        mut sent: Sent,
+        sent: Sent,
+        error: GraphError,
+        mut checkpoint: Checkpoint,
     ) -> Result<FileOutcome, ProcessError> {
         let &Run {
             bucket,
@@ -765,13 +1208,6 @@ impl FileProcessor {
             ref run_id,
             ..
         } = run;
-        let Some(error) = sent.error.take() else {
-            return Err(ProcessError::Internal {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                message: "send failure without an error".to_owned(),
-            });
-        };
         let token = error.class() == ErrorClass::TokenInvalid;
         let failure = Failure {
             code: format!("{:?}", error.class()).to_lowercase(),
@@ -787,7 +1223,7 @@ impl FileProcessor {
             Some(failure.clone()),
         );
         // The report is worth having, but the send failure is the error to return.
-        let report_key = match self.store_report(&report, parsed.spool, None).await {
+        let report_key = match self.store_report(run, &report, parsed.spool, None).await {
             Ok(report_key) => Some(report_key),
             Err(store) => {
                 warn!(key, %store, "could not store the report of a failed send");
@@ -795,6 +1231,11 @@ impl FileProcessor {
             }
         };
         warn!(key, run_id, class = ?error.class(), batches_sent = sent.batches.len(), "sending failed: {error}");
+        // The next attempt (Lambda's retry, the sweep, or a replay) resumes after the batches
+        // already sent instead of sending them again.
+        checkpoint.failed_attempts += 1;
+        checkpoint.last_failure = Some(failure.clone());
+        self.release(checkpoint).await;
         let synced = &self.settings.layout.synced_bucket;
         let (kind, headline) = if token {
             (
@@ -839,13 +1280,20 @@ struct Run<'a> {
     info: ObjectInfo,
     run_id: String,
     started: OffsetDateTime,
-    timer: StdInstant,
+    /// Invocations so far, this one included.
+    invocations: u32,
+    /// The run of an earlier version of the file, and its batches, when the file was replaced.
+    restarted_from: Option<(String, u32)>,
 }
 
 /// Why sending stopped.
 enum Stop {
+    /// Meta refused, for good.
     Graph(GraphError),
+    /// Storage failed.
     Store(StoreError),
+    /// Continue in a follow-up invocation after a wait.
+    Defer(ContinueReason, Duration),
 }
 
 fn counts(parsed: &Parsed, sent: &Sent) -> Counts {
@@ -873,11 +1321,22 @@ fn sample_of(key: &str, issue: &RowIssue) -> Sample {
     }
 }
 
-/// The CSV line of `retailer_id` in a batch, found through the request bodies' order.
-fn line_of(requests_json: &str, lines: &[u64], retailer_id: &str) -> Option<u64> {
-    let requests: Vec<serde_json::Value> = serde_json::from_str(requests_json).ok()?;
-    let index = requests
+/// The ids of a batch's requests, in order, to point Meta's per-item errors at CSV lines.
+fn request_ids(requests_json: &str) -> Vec<Option<String>> {
+    serde_json::from_str::<Vec<serde_json::Value>>(requests_json)
+        .map(|requests| {
+            requests
+                .iter()
+                .map(|request| request["data"]["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The CSV line of `retailer_id`, given the batch's request ids and lines in the same order.
+fn line_of(ids: &[Option<String>], lines: &[u64], retailer_id: &str) -> Option<u64> {
+    let index = ids
         .iter()
-        .rposition(|request| request["data"]["id"].as_str() == Some(retailer_id))?;
+        .rposition(|id| id.as_deref() == Some(retailer_id))?;
     lines.get(index).copied()
 }

@@ -5,6 +5,7 @@ use std::io::{self, BufWriter, Read, Seek, Write};
 
 use catalog::RowIssue;
 use serde::{Deserialize, Serialize};
+use tempfile::NamedTempFile;
 
 use crate::alert::Sample;
 use crate::ports::Payload;
@@ -105,14 +106,61 @@ pub struct FileReport {
     pub batches: Vec<BatchRecord>,
     /// Items Meta refused when the batch was sent (validation_status), with source lines.
     pub refused_items: Vec<Sample>,
+    /// Lambda invocations (or local passes) it took; more than one when the file was resumed
+    /// from a checkpoint.
+    #[serde(default = "one")]
+    pub invocations: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Rejected and superseded rows, written to a temporary file as they are found so memory does
 /// not grow with their number; the first few are also kept for the alert.
+///
+/// The file holds the rows as the inside of a JSON array (`{..},{..}`), so the report is the
+/// file between brackets, and a prefix of it (up to a [`SpoolMark`]) can be stored with a
+/// checkpoint and put back at the start of the spool of the invocation that resumes the file.
 pub struct RowSpool {
-    file: Option<BufWriter<File>>,
+    file: Option<BufWriter<NamedTempFile>>,
     rows: u64,
     samples: Vec<RowIssue>,
+}
+
+/// How much of a spool was written at some point: enough to store the rows before a checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolMark {
+    /// Bytes of the spool file.
+    pub bytes: u64,
+    /// Rows in those bytes.
+    pub rows: u64,
+    /// The first rows, for alerts.
+    pub samples: Vec<RowIssue>,
+}
+
+/// A second, independent handle on a spool's file, for reading parts of it while it grows.
+pub struct SpoolReader {
+    file: File,
+}
+
+impl SpoolReader {
+    /// Bytes `from..to` of the spool, in memory when small, else in a temporary file that lives
+    /// as long as the returned path.
+    pub fn part(&mut self, from: u64, to: u64) -> io::Result<(Payload, Option<tempfile::TempPath>)> {
+        self.file.seek(io::SeekFrom::Start(from))?;
+        let mut part = (&mut self.file).take(to.saturating_sub(from));
+        if to.saturating_sub(from) < 4 * 1024 * 1024 {
+            let mut bytes = Vec::new();
+            part.read_to_end(&mut bytes)?;
+            return Ok((Payload::from(bytes), None));
+        }
+        let (file, path) = NamedTempFile::new()?.into_parts();
+        let mut out = BufWriter::new(file);
+        io::copy(&mut part, &mut out)?;
+        out.flush()?;
+        Ok((Payload::File(path.to_path_buf()), Some(path)))
+    }
 }
 
 impl Default for RowSpool {
@@ -131,21 +179,71 @@ impl RowSpool {
         }
     }
 
+    /// An empty spool whose file exists now, with a reader for its parts.
+    pub fn on_disk() -> io::Result<(RowSpool, SpoolReader)> {
+        let file = NamedTempFile::new()?;
+        let reader = SpoolReader {
+            file: file.reopen()?,
+        };
+        let spool = RowSpool {
+            file: Some(BufWriter::new(file)),
+            rows: 0,
+            samples: Vec::new(),
+        };
+        Ok((spool, reader))
+    }
+
+    /// Appends part of a spool an earlier invocation stored; call before any
+    /// [`RowSpool::push`], then [`RowSpool::restored`].
+    pub fn write_stored(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file_mut()?.write_all(bytes)
+    }
+
+    /// Takes the row count and samples of the stored parts written with
+    /// [`RowSpool::write_stored`].
+    pub fn restored(&mut self, mark: &SpoolMark) {
+        self.rows = mark.rows;
+        self.samples = mark.samples.clone();
+    }
+
+    fn file_mut(&mut self) -> io::Result<&mut BufWriter<NamedTempFile>> {
+        if self.file.is_none() {
+            self.file = Some(BufWriter::new(NamedTempFile::new()?));
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the spool file is gone"))
+    }
+
     /// Adds a row.
     pub fn push(&mut self, issue: &RowIssue) -> io::Result<()> {
         if self.samples.len() < crate::alert::MAX_SAMPLES {
             self.samples.push(issue.clone());
         }
-        let file = match &mut self.file {
-            Some(file) => file,
-            None => self.file.insert(BufWriter::new(tempfile::tempfile()?)),
-        };
-        if self.rows > 0 {
+        let first = self.rows == 0;
+        let file = self.file_mut()?;
+        if !first {
             file.write_all(b",")?;
         }
         serde_json::to_writer(&mut *file, issue).map_err(io::Error::other)?;
         self.rows += 1;
         Ok(())
+    }
+
+    /// Flushes, and says how much is written, so a [`SpoolReader`] can read it.
+    pub fn mark(&mut self) -> io::Result<SpoolMark> {
+        let bytes = match &mut self.file {
+            None => 0,
+            Some(file) => {
+                file.flush()?;
+                file.get_mut().stream_position()?
+            }
+        };
+        Ok(SpoolMark {
+            bytes,
+            rows: self.rows,
+            samples: self.samples.clone(),
+        })
     }
 
     /// Rows spooled.
@@ -190,8 +288,7 @@ impl RowSpool {
             bytes.extend_from_slice(b"]}");
             return Ok((Payload::from(bytes), None));
         }
-        let assembled = tempfile::NamedTempFile::new()?;
-        let (file, path) = assembled.into_parts();
+        let (file, path) = NamedTempFile::new()?.into_parts();
         let mut out = BufWriter::new(file);
         out.write_all(head)?;
         out.write_all(b",\"rows\":[")?;

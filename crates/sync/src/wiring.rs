@@ -6,11 +6,12 @@ use std::time::Duration;
 use graph::RetryPolicy;
 use tokio::time::Instant;
 
-use crate::aws::{S3Store, SecretsManagerToken, SnsAlerts};
+use crate::aws::{S3Store, SecretsManagerToken, SnsAlerts, SqsContinuations};
 use crate::config::{Config, TokenSource};
 use crate::graph_api::{ConnectError, GraphCatalog, StaticToken, TokenProvider};
 use crate::ports::{AlertSink, SystemClock};
 use crate::process::Services;
+use crate::progress::{ContinuationQueue, NoQueue};
 
 /// The token provider the configuration names: the secret on AWS, the variable locally.
 pub fn token_provider(
@@ -58,11 +59,19 @@ pub async fn aws_services(config: &Config) -> Result<Services, ConnectError> {
         )),
         None => Arc::new(crate::alert::LogAlerts),
     };
+    let continuations: Arc<dyn ContinuationQueue> = match &config.continue_queue_url {
+        Some(url) => Arc::new(SqsContinuations::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            url.clone(),
+        )),
+        None => Arc::new(NoQueue),
+    };
     Ok(Services {
         store: Arc::new(S3Store::from_sdk_config(&sdk)),
         catalog: Arc::new(catalog),
         alerts,
         clock: Arc::new(SystemClock),
+        continuations,
     })
 }
 

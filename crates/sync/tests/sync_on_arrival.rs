@@ -71,6 +71,7 @@ async fn harness(batch_size: usize) -> Harness {
         catalog: Arc::new(catalog),
         alerts: Arc::new(SnsAlerts::new(moto.sns_client(), topic)),
         clock: Arc::new(SystemClock),
+        continuations: Arc::new(sync::progress::MemoryQueue::new()),
     };
     let layout = Layout {
         landing_bucket: landing.clone(),
@@ -82,6 +83,7 @@ async fn harness(batch_size: usize) -> Harness {
         batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
         mapping: catalog::ProductTypeMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
+        min_send_window: sync::process::DEFAULT_MIN_SEND_WINDOW,
     };
     Harness {
         moto,

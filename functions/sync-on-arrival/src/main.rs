@@ -1,9 +1,9 @@
-//! Lambda: S3 `ObjectCreated` on the landing prefix -> validate, transform, send, archive.
+//! Lambda: S3 `ObjectCreated` on the landing prefix -> validate, transform, send, archive; and
+//! continuation messages (SQS) for files that need more than one invocation.
 //!
 //! Wiring only: configuration is read and clients are built once per container; each event
-//! goes to [`sync::event::handle_s3_event`].
+//! goes to [`sync::event::handle_invocation`].
 
-use aws_lambda_events::event::s3::S3Event;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use sync::process::{FileProcessor, Settings};
 use sync::{Config, Requirements};
@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let processor = FileProcessor::new(services, Settings::from_config(&config));
     let function_name =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-on-arrival".to_owned());
-    lambda_runtime::run(service_fn(|event: LambdaEvent<S3Event>| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
         let span = tracing::info_span!("invocation", request_id = %event.context.request_id);
         handle(&processor, &function_name, event).instrument(span)
     }))
@@ -33,10 +33,11 @@ async fn main() -> Result<(), Error> {
 async fn handle(
     processor: &FileProcessor,
     function_name: &str,
-    event: LambdaEvent<S3Event>,
+    event: LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, Error> {
     let deadline = sync::wiring::deadline_from_epoch_ms(event.context.deadline);
-    let result = sync::event::handle_s3_event(processor, &event.payload, Some(deadline)).await;
+    let invocation = sync::event::Invocation::from_json(event.payload)?;
+    let result = sync::event::handle_invocation(processor, &invocation, Some(deadline)).await;
     let summary = match &result {
         Ok(summary) => summary,
         Err(error) => &error.summary,

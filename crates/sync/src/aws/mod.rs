@@ -1,12 +1,15 @@
-//! AWS adapters: S3 for storage, SNS for alerts, Secrets Manager for the access token.
+//! AWS adapters: S3 for storage, SNS for alerts, SQS for follow-up invocations, Secrets Manager
+//! for the access token.
 
 mod s3;
 mod secrets;
 mod sns;
+mod sqs;
 
 pub use s3::S3Store;
 pub use secrets::SecretsManagerToken;
 pub use sns::SnsAlerts;
+pub use sqs::SqsContinuations;
 
 /// Loads the AWS SDK configuration from the environment (region, credentials, endpoint
 /// overrides such as `AWS_ENDPOINT_URL` for a local emulator).
