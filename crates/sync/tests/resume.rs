@@ -1,0 +1,399 @@
+//! Files that need more than one invocation: checkpoints under `progress/`, continuations
+//! through a real SQS queue (moto server), and the Graph API emulator over HTTP throttling and
+//! slowing down the calls. Every invocation goes through `Invocation::from_json`, as the Lambda's
+//! payload does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use graph::{AccessToken, GraphSettings, RetryPolicy};
+use graph_emulator::{
+    DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, Fault, GraphEmulator, RunningEmulator,
+};
+use serde_json::{Value, json};
+use sync::aws::{S3Store, SqsContinuations};
+use sync::event::{EventSummary, Invocation, handle_invocation};
+use sync::graph_api::{GraphCatalog, StaticToken};
+use sync::keys::Layout;
+use sync::ports::SystemClock;
+use sync::process::{FileProcessor, Services, Settings};
+use testkit::{MotoServer, complete_s3_event, unique_name};
+use tokio::time::Instant;
+
+const TOKEN: &str = "resume-test-token";
+
+struct Harness {
+    moto: &'static MotoServer,
+    emulator: RunningEmulator,
+    landing: String,
+    synced: String,
+    events_queue: String,
+    continue_queue: String,
+    processor: FileProcessor,
+}
+
+async fn harness(batch_size: usize) -> Harness {
+    let moto = MotoServer::shared();
+    let landing = unique_name("landing");
+    let synced = unique_name("synced");
+    moto.create_bucket(&landing).await;
+    moto.create_bucket(&synced).await;
+    let events_queue = moto.notify_bucket_to_queue(&landing, "data/", ".csv").await;
+    let continue_queue = moto.create_queue(&unique_name("continue")).await;
+    let emulator = GraphEmulator::start(EmulatorConfig {
+        tokens: vec![TOKEN.to_owned()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator");
+    let catalog = GraphCatalog::connect(
+        GraphSettings {
+            base_url: emulator.url(),
+            ..GraphSettings::default()
+        },
+        DEFAULT_CATALOG_ID,
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            max_throttle_wait: Duration::from_secs(1),
+        },
+        Arc::new(StaticToken(AccessToken::new(TOKEN))),
+    )
+    .await
+    .expect("catalog");
+    let services = Services {
+        store: Arc::new(S3Store::new(moto.s3_client())),
+        catalog: Arc::new(catalog),
+        alerts: Arc::new(sync::alert::LogAlerts),
+        clock: Arc::new(SystemClock),
+        continuations: Arc::new(SqsContinuations::new(
+            moto.sqs_client(),
+            continue_queue.clone(),
+        )),
+    };
+    let settings = Settings {
+        layout: Layout {
+            landing_bucket: landing.clone(),
+            synced_bucket: synced.clone(),
+            ..Layout::default()
+        },
+        batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
+        mapping: catalog::ProductTypeMapping::default(),
+        reader_limits: catalog::ReaderLimits::default(),
+        min_send_window: Duration::from_millis(300),
+    };
+    Harness {
+        moto,
+        emulator,
+        landing,
+        synced,
+        events_queue,
+        continue_queue,
+        processor: FileProcessor::new(services, settings),
+    }
+}
+
+impl Harness {
+    /// Uploads a file and returns the Lambda payload its S3 notification produced.
+    async fn land(&self, key: &str, bytes: Vec<u8>) -> Value {
+        self.moto.put_object(&self.landing, key, bytes).await;
+        let bodies = self
+            .moto
+            .receive_s3_events_at_least(&self.events_queue, 1, Duration::from_secs(20))
+            .await;
+        assert_eq!(bodies.len(), 1, "one notification per upload");
+        complete_s3_event(&bodies[0])
+    }
+
+    /// The next continuation message, as the SQS event source hands it to the function.
+    async fn next_continuation(&self) -> Value {
+        let sqs = self.moto.sqs_client();
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            let received = sqs
+                .receive_message()
+                .queue_url(&self.continue_queue)
+                .max_number_of_messages(1)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            if let Some(message) = received.messages.unwrap_or_default().into_iter().next() {
+                sqs.delete_message()
+                    .queue_url(&self.continue_queue)
+                    .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+                return json!({"Records": [{
+                    "messageId": message.message_id,
+                    "receiptHandle": message.receipt_handle,
+                    "body": message.body,
+                    "attributes": {},
+                    "messageAttributes": {},
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:continue",
+                    "awsRegion": "us-east-1"
+                }]});
+            }
+            assert!(Instant::now() < give_up, "no continuation was queued");
+        }
+    }
+
+    async fn invoke(&self, payload: Value, time_left: Option<Duration>) -> EventSummary {
+        let invocation = Invocation::from_json(payload).expect("a recognised payload");
+        let deadline = time_left.map(|left| Instant::now() + left);
+        handle_invocation(&self.processor, &invocation, deadline)
+            .await
+            .expect("the invocation succeeds")
+    }
+
+    async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.moto.list_keys(bucket, prefix).await
+    }
+
+    async fn json(&self, bucket: &str, key: &str) -> Value {
+        let bytes = self.moto.get_object(bucket, key).await.expect("object");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    async fn checkpoint(&self) -> Value {
+        let keys: Vec<String> = self
+            .keys(&self.synced, "progress/")
+            .await
+            .into_iter()
+            .filter(|key| key.ends_with(".json"))
+            .collect();
+        assert_eq!(keys.len(), 1, "one checkpoint: {keys:?}");
+        self.json(&self.synced, &keys[0]).await
+    }
+
+    /// How many accepted `items_batch` calls carried each product id.
+    fn sends_per_id(&self) -> BTreeMap<String, usize> {
+        let mut sends = BTreeMap::new();
+        for request in self.emulator.requests() {
+            if request.endpoint != Some(Endpoint::ItemsBatch) || request.status != Some(200) {
+                continue;
+            }
+            let requests = request.requests_json().expect("requests");
+            for item in requests.as_array().expect("array") {
+                let id = item["data"]["id"].as_str().expect("id").to_owned();
+                *sends.entry(id).or_insert(0) += 1;
+            }
+        }
+        sends
+    }
+}
+
+fn generated(rows: u64, seed: u64) -> Vec<u8> {
+    let mut csv = Vec::new();
+    catalog::synthetic::write_products(&mut csv, rows, seed).expect("generate");
+    csv
+}
+
+/// Lets the next `n` items_batch calls through unchanged.
+fn pass(emulator: &RunningEmulator, n: usize) {
+    for _ in 0..n {
+        emulator.push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
+    let h = harness(10).await;
+    let csv = generated(60, 11);
+    let rows = 60;
+
+    // Invocation 1: two batches go through, then Meta throttles with a wait longer than the
+    // client will sleep. The file is checkpointed and a continuation queued.
+    pass(&h.emulator, 2);
+    h.emulator.push_fault(
+        Fault::Throttle {
+            code: 80014,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    let event = h.land("data/big.csv", csv).await;
+    let first = h.invoke(event, Some(Duration::from_secs(60))).await;
+    assert_eq!(first.deferred, ["data/big.csv"], "{first:?}");
+    let checkpoint = h.checkpoint().await;
+    assert_eq!(checkpoint["batches_done"], 2);
+    assert_eq!(checkpoint["state"], "waiting");
+    assert_eq!(checkpoint["source_key"], "data/big.csv");
+    assert!(checkpoint["resume_at"]["byte"].as_u64().unwrap() > 0);
+    assert_eq!(checkpoint["resume_at"]["rows"], 20);
+    assert!(checkpoint["resume_not_before"].is_string());
+    assert_eq!(h.keys(&h.landing, "data/").await, ["data/big.csv"]);
+
+    // Invocation 2, from the queued continuation: every call is slow and the deadline short,
+    // so it stops part-way on its own deadline.
+    h.emulator.set_latency(Duration::from_millis(600));
+    let continuation = h.next_continuation().await;
+    let second = h
+        .invoke(continuation, Some(Duration::from_millis(2500)))
+        .await;
+    assert_eq!(second.deferred, ["data/big.csv"], "{second:?}");
+    let checkpoint = h.checkpoint().await;
+    let after_second = checkpoint["batches_done"].as_u64().unwrap();
+    assert!(
+        (3..6).contains(&after_second),
+        "the second invocation sent some but not all batches: {after_second}"
+    );
+    assert_eq!(checkpoint["invocations"], 2);
+
+    // Invocation 3 finishes the file.
+    h.emulator.set_latency(Duration::ZERO);
+    let continuation = h.next_continuation().await;
+    let third = h.invoke(continuation, Some(Duration::from_secs(60))).await;
+    assert_eq!(third.archived, ["data/big.csv"], "{third:?}");
+
+    // Each product reached the catalog in exactly one accepted call.
+    let sends = h.sends_per_id();
+    assert_eq!(sends.len(), rows, "every product was sent");
+    assert!(
+        sends.values().all(|&n| n == 1),
+        "sent more than once: {sends:?}"
+    );
+    assert_eq!(h.emulator.items(DEFAULT_CATALOG_ID).len(), rows);
+
+    // Archived once, one report for the whole run, no checkpoint left.
+    assert!(h.keys(&h.landing, "data/").await.is_empty());
+    assert_eq!(h.keys(&h.landing, "archive/").await, ["archive/big.csv"]);
+    assert!(h.keys(&h.synced, "progress/").await.is_empty());
+    let reports = h.keys(&h.synced, "reports/").await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = h.json(&h.synced, &reports[0]).await;
+    assert_eq!(report["invocations"], 3);
+    assert_eq!(report["counts"]["rows_read"], rows);
+    assert_eq!(report["counts"]["sent"], rows);
+    let numbers: Vec<u64> = report["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(h.keys(&h.synced, "pending/").await.len(), 6);
+    let synced = h.keys(&h.synced, "synced/").await;
+    assert_eq!(synced.len(), 6, "{synced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_rows_found_before_a_checkpoint_are_in_the_final_report() {
+    let h = harness(2).await;
+    let csv =
+        b"id,title,description,link,image_link,availability,price,brand,condition,product_type
+a1,Tent,A tent,https://e.example/a1,https://e.example/a1.jpg,in stock,10.00 USD,Acme,new,Camping
+bad1,,No title,https://e.example/b1,https://e.example/b1.jpg,in stock,10.00 USD,Acme,new,Camping
+a2,Tent,A tent,https://e.example/a2,https://e.example/a2.jpg,in stock,10.00 USD,Acme,new,Camping
+a3,Tent,A tent,https://e.example/a3,https://e.example/a3.jpg,in stock,10.00 USD,Acme,new,Camping
+bad2,Tent,A tent,https://e.example/b2,https://e.example/b2.jpg,sold out,10.00 USD,Acme,new,Camping
+a4,Tent,A tent,https://e.example/a4,https://e.example/a4.jpg,in stock,10.00 USD,Acme,new,Camping
+a5,Tent,A tent,https://e.example/a5,https://e.example/a5.jpg,in stock,10.00 USD,Acme,new,Camping
+bad3,Tent,A tent,ftp://e.example/b3,https://e.example/b3.jpg,in stock,10.00 USD,Acme,new,Camping
+a6,Tent,A tent,https://e.example/a6,https://e.example/a6.jpg,in stock,10.00 USD,Acme,new,Camping
+"
+        .to_vec();
+    // Batch 1 (a1, a2) goes through; batch 2 is throttled.
+    pass(&h.emulator, 1);
+    h.emulator.push_fault(
+        Fault::Throttle {
+            code: 4,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    let event = h.land("data/mixed.csv", csv).await;
+    let first = h.invoke(event, None).await;
+    assert_eq!(first.deferred, ["data/mixed.csv"]);
+    let checkpoint = h.checkpoint().await;
+    assert_eq!(checkpoint["batches_done"], 1);
+    assert_eq!(
+        checkpoint["spool"]["rows"], 1,
+        "bad1 is before the resume point"
+    );
+
+    let continuation = h.next_continuation().await;
+    let second = h.invoke(continuation, None).await;
+    assert_eq!(second.archived, ["data/mixed.csv"]);
+    let reports = h.keys(&h.synced, "reports/").await;
+    let report = h.json(&h.synced, &reports[0]).await;
+    assert_eq!(report["counts"]["rows_read"], 9);
+    assert_eq!(report["counts"]["rejected"], 3);
+    assert_eq!(report["counts"]["valid"], 6);
+    assert_eq!(report["counts"]["sent"], 6);
+    let rejected: Vec<&str> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rejected,
+        ["bad1", "bad2", "bad3"],
+        "each rejected row once, in order"
+    );
+    let sends = h.sends_per_id();
+    assert_eq!(sends.len(), 6);
+    assert!(sends.values().all(|&n| n == 1), "{sends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_between_invocations_starts_over_with_the_new_version() {
+    let h = harness(10).await;
+    // The first version: 2 batches sent, then throttled.
+    pass(&h.emulator, 2);
+    h.emulator.push_fault(
+        Fault::Throttle {
+            code: 80014,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    let event = h.land("data/catalog.csv", generated(50, 1)).await;
+    let first = h.invoke(event, Some(Duration::from_secs(60))).await;
+    assert_eq!(first.deferred, ["data/catalog.csv"]);
+    let old_run = h.checkpoint().await["run_id"].as_str().unwrap().to_owned();
+
+    // The exporter replaces the file before the follow-up runs (new ETag).
+    let new_version = generated(30, 2);
+    let event = h.land("data/catalog.csv", new_version).await;
+    let second = h.invoke(event, Some(Duration::from_secs(60))).await;
+    assert_eq!(second.archived, ["data/catalog.csv"], "{second:?}");
+
+    // The stale continuation of the first version finds nothing left to do.
+    let continuation = h.next_continuation().await;
+    let third = h.invoke(continuation, Some(Duration::from_secs(60))).await;
+    assert_eq!(third.ignored, ["data/catalog.csv"], "{third:?}");
+
+    let reports = h.keys(&h.synced, "reports/").await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = h.json(&h.synced, &reports[0]).await;
+    assert_ne!(report["run_id"], old_run.as_str(), "a new run");
+    assert_eq!(
+        report["counts"]["rows_read"], 30,
+        "only the new version's rows"
+    );
+    assert_eq!(report["counts"]["sent"], 30);
+    assert_eq!(report["invocations"], 1);
+    let numbers: Vec<u64> = report["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|batch| batch["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3], "the new version is numbered from 1");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains(&old_run), "{warnings}");
+    assert!(h.keys(&h.synced, "progress/").await.is_empty());
+    assert_eq!(
+        h.keys(&h.landing, "archive/").await,
+        ["archive/catalog.csv"]
+    );
+}
