@@ -46,7 +46,9 @@ pub struct EventError {
 
 /// The invocation payload was neither an S3 notification nor a continuation message.
 #[derive(Debug, thiserror::Error)]
-#[error("unrecognised event: {0}; sync-on-arrival takes S3 ObjectCreated notifications and continuation messages from its SQS queue")]
+#[error(
+    "unrecognised event: {0}; sync-on-arrival takes S3 ObjectCreated notifications and continuation messages from its SQS queue"
+)]
 pub struct UnknownEvent(pub String);
 
 /// One invocation's payload, recognised.
@@ -69,8 +71,9 @@ impl Invocation {
             .unwrap_or("aws:s3")
             .to_owned();
         if source == "aws:sqs" {
-            let event: SqsEvent = serde_json::from_value(payload)
-                .map_err(|error| UnknownEvent(format!("an SQS event that does not parse: {error}")))?;
+            let event: SqsEvent = serde_json::from_value(payload).map_err(|error| {
+                UnknownEvent(format!("an SQS event that does not parse: {error}"))
+            })?;
             let mut continuations = Vec::new();
             for message in event.records {
                 let body = message.body.unwrap_or_default();

@@ -22,7 +22,7 @@ use crate::ports::{
     AlertSink, CatalogApi, Clock, ObjectInfo, ObjectStore, Payload, StoreError, read_small,
 };
 use crate::progress::{
-    self, Checkpoint, ContinuationQueue, ContinueReason, Continuation, ProgressState, ResumeAt,
+    self, Checkpoint, Continuation, ContinuationQueue, ContinueReason, ProgressState, ResumeAt,
 };
 use crate::report::{
     BatchRecord, Counts, Failure, FileReport, PendingRecord, ReportStatus, RowSpool, SpoolMark,
@@ -190,7 +190,9 @@ impl ProcessError {
 }
 
 fn spool_failure(error: &std::io::Error) -> String {
-    format!("could not use a temporary file for rejected rows: {error}; check the function's /tmp space")
+    format!(
+        "could not use a temporary file for rejected rows: {error}; check the function's /tmp space"
+    )
 }
 
 /// The "process one landed file" use case.
@@ -497,9 +499,9 @@ impl FileProcessor {
             }
         }
         drop(batch_rx);
-        let parsed = parser
-            .await
-            .map_err(|error| ProcessError::internal(bucket, key, format!("the parsing thread failed: {error}")))?;
+        let parsed = parser.await.map_err(|error| {
+            ProcessError::internal(bucket, key, format!("the parsing thread failed: {error}"))
+        })?;
         if let Some(message) = parsed.internal_error.clone() {
             self.release(checkpoint).await;
             return Err(ProcessError::internal(bucket, key, message));
@@ -729,8 +731,7 @@ impl FileProcessor {
     /// The run is over: its checkpoint goes (a leftover is harmless and swept later).
     async fn forget(&self, checkpoint: &Checkpoint) {
         let synced = &self.settings.layout.synced_bucket;
-        if let Err(error) =
-            progress::remove(self.services.store.as_ref(), synced, checkpoint).await
+        if let Err(error) = progress::remove(self.services.store.as_ref(), synced, checkpoint).await
         {
             warn!(%error, run_id = checkpoint.run_id, "could not delete the finished run's checkpoint");
         }
@@ -885,7 +886,8 @@ impl FileProcessor {
             }
             if chunk.response.handles.is_empty() {
                 sent.refused += chunk.item_count as u64;
-                sent.refused_samples.truncate(MAX_REFUSED_SAMPLES.saturating_sub(1));
+                sent.refused_samples
+                    .truncate(MAX_REFUSED_SAMPLES.saturating_sub(1));
                 sent.refused_samples.push(Sample {
                     file: Some(key.to_owned()),
                     line: lines.first().copied(),

@@ -147,7 +147,11 @@ pub struct SpoolReader {
 impl SpoolReader {
     /// Bytes `from..to` of the spool, in memory when small, else in a temporary file that lives
     /// as long as the returned path.
-    pub fn part(&mut self, from: u64, to: u64) -> io::Result<(Payload, Option<tempfile::TempPath>)> {
+    pub fn part(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> io::Result<(Payload, Option<tempfile::TempPath>)> {
         self.file.seek(io::SeekFrom::Start(from))?;
         let mut part = (&mut self.file).take(to.saturating_sub(from));
         if to.saturating_sub(from) < 4 * 1024 * 1024 {

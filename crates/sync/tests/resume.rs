@@ -234,7 +234,7 @@ async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
     h.emulator.set_latency(Duration::from_millis(600));
     let continuation = h.next_continuation().await;
     let second = h
-        .invoke(continuation, Some(Duration::from_millis(2500)))
+        .invoke(continuation, Some(Duration::from_millis(2000)))
         .await;
     assert_eq!(second.deferred, ["data/big.csv"], "{second:?}");
     let checkpoint = h.checkpoint().await;
