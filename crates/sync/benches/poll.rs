@@ -242,6 +242,7 @@ async fn bench() {
                     continuations: Arc::new(sync::progress::MemoryQueue::new()),
                 },
                 PollSettings {
+                    sweep: None,
                     layout: Layout {
                         synced_bucket: synced,
                         ..Layout::default()

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod sweep;
 pub mod wiring;
 
 pub use config::{Config, ConfigError, Requirements, TokenSource};

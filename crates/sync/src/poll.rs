@@ -24,6 +24,7 @@ use crate::keys::{self, Layout, PENDING_PREFIX};
 use crate::ports::{self, AlertError, ObjectInfo, Payload, StoreError};
 use crate::process::Services;
 use crate::report::PendingRecord;
+use crate::sweep::{SweepLimits, SweepSummary, Sweeper};
 
 /// No new check starts when less than this is left before the deadline: a check and its two
 /// writes must fit in what remains, and an unchecked handle simply waits for the next run.
@@ -44,6 +45,8 @@ pub struct PollSettings {
     pub pending_max_age: Duration,
     /// Status checks in flight at once (`POLL_CONCURRENCY`); 0 counts as 1.
     pub concurrency: usize,
+    /// The sweep of files left in `data/`; `None` skips it.
+    pub sweep: Option<SweepLimits>,
 }
 
 impl PollSettings {
@@ -53,6 +56,8 @@ impl PollSettings {
             layout: config.layout.clone(),
             pending_max_age: config.pending_max_age,
             concurrency: config.poll_concurrency,
+            sweep: (!config.layout.landing_bucket.is_empty())
+                .then(|| SweepLimits::from_config(config)),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct PollSummary {
     pub stopped_early: Option<String>,
     /// Alerts published.
     pub alerts_sent: u64,
+    /// Files in progress, re-driven, or given up on (`None` when the sweep did not run).
+    pub sweep: Option<SweepSummary>,
 }
 
 /// A poll run that failed as a whole.
@@ -349,6 +356,17 @@ impl Poller {
             }
         }
 
+        if let Some(limits) = self.settings.sweep {
+            let sweeper = Sweeper::new(self.services.clone(), self.settings.layout.clone(), limits);
+            match until(deadline, sweeper.run()).await {
+                Some(Ok(sweep)) => summary.sweep = Some(sweep),
+                Some(Err(error)) => {
+                    warn!(%error, "the sweep of the landing folder failed; it runs again next time");
+                    summary.store_errors += 1;
+                }
+                None => warn!("the sweep of the landing folder was cut short by the deadline"),
+            }
+        }
         info!(
             pending_found = summary.pending_found,
             checked = summary.checked,

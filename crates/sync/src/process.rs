@@ -532,34 +532,14 @@ impl FileProcessor {
         info: &ObjectInfo,
         now: OffsetDateTime,
     ) -> Checkpoint {
-        Checkpoint {
-            run_id: keys::new_run_id(now),
-            started_at: progress::format_time(now),
-            catalog_id: self.services.catalog.catalog_id().to_owned(),
-            source_bucket: bucket.to_owned(),
-            source_key: key.to_owned(),
-            etag: info.etag.clone(),
-            size: info.size,
-            state: ProgressState::Running,
-            holder: String::new(),
-            lease_until: String::new(),
-            resume_not_before: None,
-            invocations: 0,
-            failed_attempts: 0,
-            redrives: 0,
-            batches_done: 0,
-            resume_at: None,
-            counts: Counts::default(),
-            warnings: Vec::new(),
-            batches: Vec::new(),
-            items_sent: 0,
-            refused: 0,
-            refused_samples: Vec::new(),
-            spool: SpoolMark::default(),
-            spool_parts: Vec::new(),
-            last_failure: None,
-            updated_at: progress::format_time(now),
-        }
+        Checkpoint::fresh(
+            now,
+            self.services.catalog.catalog_id(),
+            bucket,
+            key,
+            info.etag.clone(),
+            info.size,
+        )
     }
 
     /// Starts the parsing thread at the checkpoint's position.
@@ -1194,6 +1174,103 @@ impl FileProcessor {
             report_key,
             counts: report.counts,
         })
+    }
+
+    /// Gives up on a file left in `data/` after repeated attempts: it moves to `failed/` with
+    /// its report (everything its checkpoint knows), the checkpoint goes, and an error alert
+    /// says what happened and how to re-send it. Returns the key in `failed/`.
+    pub async fn give_up(
+        &self,
+        checkpoint: Checkpoint,
+        info: ObjectInfo,
+        why: &str,
+    ) -> Result<String, ProcessError> {
+        let bucket = checkpoint.source_bucket.as_str();
+        let key = checkpoint.source_key.as_str();
+        let store_error = |source| ProcessError::store(bucket, key, source);
+        let layout = &self.settings.layout;
+        let relative = layout.landing_relative(key).unwrap_or(key);
+        let failed_key = layout.failed_key(relative);
+        let run = Run {
+            bucket,
+            key,
+            relative,
+            info,
+            run_id: checkpoint.run_id.clone(),
+            started: progress::parse_time(&checkpoint.started_at)
+                .unwrap_or_else(|| self.services.clock.now()),
+            invocations: checkpoint.invocations,
+            restarted_from: None,
+        };
+        let mut spool = RowSpool::new();
+        let synced = layout.synced_bucket.as_str();
+        for part in &checkpoint.spool_parts {
+            let bytes = read_small(self.services.store.as_ref(), synced, part)
+                .await
+                .map_err(store_error)?
+                .unwrap_or_default();
+            spool
+                .write_stored(&bytes)
+                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
+        }
+        spool.restored(&checkpoint.spool);
+        let parsed = Parsed::nothing(spool, &checkpoint);
+        let sent = Sent::from_checkpoint(&checkpoint);
+        let last = checkpoint.last_failure.clone();
+        let failure = Failure {
+            code: "gave_up".to_owned(),
+            message: match &last {
+                Some(last) => format!("{why}; the last attempt failed: {}", last.message),
+                None => why.to_owned(),
+            },
+            what_to_do: last.as_ref().map_or_else(
+                || "Look at the sync-on-arrival function's log for this file; then copy the file from failed/ back into data/ (or run catalog-sync replay) to send it again.".to_owned(),
+                |last| format!("{} Then copy the file from failed/ back into data/ (or run catalog-sync replay) to send it again; batches already sent need nothing.", last.what_to_do),
+            ),
+        };
+        let report = self.report(
+            &run,
+            &parsed,
+            &sent,
+            ReportStatus::Failed,
+            format!("s3://{bucket}/{failed_key}"),
+            Some(failure.clone()),
+        );
+        let beside = keys::report_beside(&failed_key);
+        let report_key = self
+            .store_report(&run, &report, parsed.spool, Some((bucket, beside.clone())))
+            .await
+            .map_err(store_error)?;
+        self.move_object(bucket, key, &failed_key)
+            .await
+            .map_err(store_error)?;
+        self.forget(&checkpoint).await;
+        warn!(
+            key,
+            run_id = run.run_id,
+            failed_key,
+            "gave up: {}",
+            failure.message
+        );
+        let alert = AlertBuilder::new(
+            AlertKind::SendFailed,
+            format!("gave up on {key}; moved to {}", layout.failed_prefix),
+        )
+        .what_happened(format!(
+            "catalog-sync could not finish s3://{bucket}/{key}: {}. It was moved to s3://{bucket}/{failed_key} so it no longer waits unseen in the landing folder.",
+            failure.message
+        ))
+        .fact("File", format!("s3://{bucket}/{failed_key}"))
+        .fact("Attempts", checkpoint.invocations)
+        .fact("Re-drives by the poller", checkpoint.redrives)
+        .fact("Batches accepted before giving up", sent.batches.len())
+        .fact("Products accepted before giving up", sent.items)
+        .key(format!("s3://{bucket}/{beside}"))
+        .key(format!("s3://{synced}/{report_key}"))
+        .next_steps(failure.what_to_do.clone())
+        .build();
+        self.publish(alert).await;
+        Ok(failed_key)
     }
 
     async fn finish_send_failed(

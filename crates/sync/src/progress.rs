@@ -142,6 +142,45 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The checkpoint of a new run of `bucket`/`key` (the version with `etag`), starting `now`.
+    pub fn fresh(
+        now: OffsetDateTime,
+        catalog_id: &str,
+        bucket: &str,
+        key: &str,
+        etag: Option<String>,
+        size: u64,
+    ) -> Self {
+        Checkpoint {
+            run_id: keys::new_run_id(now),
+            started_at: format_time(now),
+            catalog_id: catalog_id.to_owned(),
+            source_bucket: bucket.to_owned(),
+            source_key: key.to_owned(),
+            etag,
+            size,
+            state: ProgressState::Waiting,
+            holder: String::new(),
+            lease_until: String::new(),
+            resume_not_before: None,
+            invocations: 0,
+            failed_attempts: 0,
+            redrives: 0,
+            batches_done: 0,
+            resume_at: None,
+            counts: Counts::default(),
+            warnings: Vec::new(),
+            batches: Vec::new(),
+            items_sent: 0,
+            refused: 0,
+            refused_samples: Vec::new(),
+            spool: SpoolMark::default(),
+            spool_parts: Vec::new(),
+            last_failure: None,
+            updated_at: format_time(now),
+        }
+    }
+
     /// True when another invocation holds the file and its lease has not run out.
     pub fn is_held_by_other(&self, holder: &str, now: OffsetDateTime) -> bool {
         self.state == ProgressState::Running
@@ -457,33 +496,13 @@ mod tests {
     }
 
     fn sample_checkpoint() -> Checkpoint {
-        Checkpoint {
-            run_id: "20261122T000000Z-1a2b3c4d".to_owned(),
-            started_at: "2026-11-22T00:00:00Z".to_owned(),
-            catalog_id: "1".to_owned(),
-            source_bucket: "landing".to_owned(),
-            source_key: "data/a.csv".to_owned(),
-            etag: Some("\"e\"".to_owned()),
-            size: 1,
-            state: ProgressState::Waiting,
-            holder: String::new(),
-            lease_until: String::new(),
-            resume_not_before: None,
-            invocations: 1,
-            failed_attempts: 0,
-            redrives: 0,
-            batches_done: 0,
-            resume_at: None,
-            counts: Counts::default(),
-            warnings: Vec::new(),
-            batches: Vec::new(),
-            items_sent: 0,
-            refused: 0,
-            refused_samples: Vec::new(),
-            spool: SpoolMark::default(),
-            spool_parts: Vec::new(),
-            last_failure: None,
-            updated_at: String::new(),
-        }
+        Checkpoint::fresh(
+            OffsetDateTime::now_utc(),
+            "1",
+            "landing",
+            "data/a.csv",
+            Some("\"e\"".to_owned()),
+            1,
+        )
     }
 }

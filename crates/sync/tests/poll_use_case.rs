@@ -227,6 +227,7 @@ impl World {
         Poller::new(
             services,
             PollSettings {
+                sweep: None,
                 layout: self.layout.clone(),
                 pending_max_age: Duration::from_secs(24 * 3600),
                 concurrency,

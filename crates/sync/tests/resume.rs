@@ -12,12 +12,14 @@ use graph_emulator::{
     DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, Fault, GraphEmulator, RunningEmulator,
 };
 use serde_json::{Value, json};
-use sync::aws::{S3Store, SqsContinuations};
+use sync::aws::{S3Store, SnsAlerts, SqsContinuations};
 use sync::event::{EventSummary, Invocation, handle_invocation};
 use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::Layout;
+use sync::poll::{PollSettings, Poller};
 use sync::ports::SystemClock;
 use sync::process::{FileProcessor, Services, Settings};
+use sync::sweep::SweepLimits;
 use testkit::{MotoServer, complete_s3_event, unique_name};
 use tokio::time::Instant;
 
@@ -30,6 +32,8 @@ struct Harness {
     synced: String,
     events_queue: String,
     continue_queue: String,
+    alerts_queue: String,
+    services: Services,
     processor: FileProcessor,
 }
 
@@ -41,6 +45,8 @@ async fn harness(batch_size: usize) -> Harness {
     moto.create_bucket(&synced).await;
     let events_queue = moto.notify_bucket_to_queue(&landing, "data/", ".csv").await;
     let continue_queue = moto.create_queue(&unique_name("continue")).await;
+    let topic = moto.create_topic(&unique_name("alerts")).await;
+    let alerts_queue = moto.subscribe_queue_to_topic(&topic).await;
     let emulator = GraphEmulator::start(EmulatorConfig {
         tokens: vec![TOKEN.to_owned()],
         ..EmulatorConfig::default()
@@ -66,7 +72,7 @@ async fn harness(batch_size: usize) -> Harness {
     let services = Services {
         store: Arc::new(S3Store::new(moto.s3_client())),
         catalog: Arc::new(catalog),
-        alerts: Arc::new(sync::alert::LogAlerts),
+        alerts: Arc::new(SnsAlerts::new(moto.sns_client(), topic)),
         clock: Arc::new(SystemClock),
         continuations: Arc::new(SqsContinuations::new(
             moto.sqs_client(),
@@ -91,7 +97,9 @@ async fn harness(batch_size: usize) -> Harness {
         synced,
         events_queue,
         continue_queue,
-        processor: FileProcessor::new(services, settings),
+        processor: FileProcessor::new(services.clone(), settings),
+        services,
+        alerts_queue,
     }
 }
 
@@ -148,6 +156,23 @@ impl Harness {
         handle_invocation(&self.processor, &invocation, deadline)
             .await
             .expect("the invocation succeeds")
+    }
+
+    /// A poll run with the sweep, treating files as left behind at once.
+    async fn poll(&self, max_redrives: u32) -> sync::poll::PollSummary {
+        let poller = Poller::new(
+            self.services.clone(),
+            PollSettings {
+                layout: self.processor.layout().clone(),
+                pending_max_age: Duration::from_secs(86_400),
+                concurrency: 4,
+                sweep: Some(SweepLimits {
+                    stale_file_age: Duration::ZERO,
+                    max_redrives,
+                }),
+            },
+        );
+        poller.run(None).await.expect("poll run")
     }
 
     async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
@@ -228,6 +253,18 @@ async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
     assert_eq!(checkpoint["resume_at"]["rows"], 20);
     assert!(checkpoint["resume_not_before"].is_string());
     assert_eq!(h.keys(&h.landing, "data/").await, ["data/big.csv"]);
+
+    // The poller reports the file as in progress and leaves it alone: Meta asked to wait.
+    let poll = h.poll(3).await;
+    let sweep = poll.sweep.expect("the sweep ran");
+    assert_eq!(sweep.in_progress.len(), 1, "{sweep:?}");
+    assert_eq!(sweep.in_progress[0].key, "data/big.csv");
+    assert_eq!(sweep.in_progress[0].batches_done, 2);
+    assert_eq!(sweep.in_progress[0].rows_done, 20);
+    assert!(
+        sweep.redriven.is_empty() && sweep.failed.is_empty(),
+        "{sweep:?}"
+    );
 
     // Invocation 2, from the queued continuation: every call is slow and the deadline short,
     // so it stops part-way on its own deadline.
@@ -396,4 +433,94 @@ async fn a_file_replaced_between_invocations_starts_over_with_the_new_version() 
         h.keys(&h.landing, "archive/").await,
         ["archive/catalog.csv"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_in_data_is_redriven_then_moved_to_failed_with_an_alert() {
+    let h = harness(10).await;
+    // The file lands but its event is lost: nothing processes it.
+    let _lost = h.land("data/orphan.csv", generated(15, 5)).await;
+
+    // First sweep: re-driven through the continuation queue.
+    let sweep = h.poll(1).await.sweep.expect("the sweep ran");
+    assert_eq!(sweep.redriven, ["data/orphan.csv"], "{sweep:?}");
+    let checkpoint = h.checkpoint().await;
+    assert_eq!(checkpoint["redrives"], 1);
+
+    // The re-drive fails for good: the token was revoked. A continuation never fails the
+    // invocation; the failure is recorded in the checkpoint and alerted.
+    h.emulator.revoke_token(TOKEN);
+    let continuation = h.next_continuation().await;
+    let attempt = h.invoke(continuation, Some(Duration::from_secs(60))).await;
+    assert_eq!(attempt.failed, ["data/orphan.csv"], "{attempt:?}");
+    let checkpoint = h.checkpoint().await;
+    assert_eq!(checkpoint["failed_attempts"], 1);
+    assert_eq!(checkpoint["last_failure"]["code"], "tokeninvalid");
+    let token_alerts = h
+        .moto
+        .receive_sns_messages(&h.alerts_queue, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(token_alerts[0].attribute("kind"), Some("token_invalid"));
+
+    // Second sweep: out of re-drives, so the file goes to failed/ with its report and an alert.
+    let sweep = h.poll(1).await.sweep.expect("the sweep ran");
+    assert_eq!(sweep.failed, ["failed/orphan.csv"], "{sweep:?}");
+    assert!(h.keys(&h.landing, "data/").await.is_empty());
+    assert_eq!(
+        h.keys(&h.landing, "failed/").await,
+        ["failed/orphan.csv", "failed/orphan.csv.report.json"]
+    );
+    let report = h.json(&h.landing, "failed/orphan.csv.report.json").await;
+    assert_eq!(report["status"], "failed");
+    assert_eq!(report["failure"]["code"], "gave_up");
+    assert!(
+        report["failure"]["what_to_do"]
+            .as_str()
+            .unwrap()
+            .contains("failed/ back into data/"),
+        "{report}"
+    );
+    assert!(h.keys(&h.synced, "progress/").await.is_empty());
+    let alerts = h
+        .moto
+        .receive_sns_messages(&h.alerts_queue, 1, Duration::from_secs(20))
+        .await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].attribute("kind"), Some("send_failed"));
+    assert_eq!(alerts[0].attribute("severity"), Some("error"));
+    let subject = alerts[0].subject.clone().unwrap_or_default();
+    assert!(subject.contains("gave up"), "{subject}");
+
+    // Nothing is left for a third sweep.
+    let sweep = h.poll(1).await.sweep.expect("the sweep ran");
+    assert_eq!(sweep, sync::sweep::SweepSummary::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_file_is_gone_is_removed_by_the_sweep() {
+    let h = harness(10).await;
+    pass(&h.emulator, 1);
+    h.emulator.push_fault(
+        Fault::Throttle {
+            code: 4,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    let event = h.land("data/gone.csv", generated(25, 9)).await;
+    let first = h.invoke(event, None).await;
+    assert_eq!(first.deferred, ["data/gone.csv"]);
+    // A person deletes the file before the follow-up.
+    h.moto
+        .s3_client()
+        .delete_object()
+        .bucket(&h.landing)
+        .key("data/gone.csv")
+        .send()
+        .await
+        .expect("delete");
+    let sweep = h.poll(3).await.sweep.expect("the sweep ran");
+    assert_eq!(sweep.orphans_removed, 1, "{sweep:?}");
+    assert!(h.keys(&h.synced, "progress/").await.is_empty());
 }
