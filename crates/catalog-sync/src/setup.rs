@@ -412,6 +412,24 @@ pub fn poll_lines(summary: &PollSummary) -> Vec<String> {
     if let Some(reason) = &summary.stopped_early {
         lines.push(format!("poll: stopped early: {reason}"));
     }
+    if let Some(sweep) = &summary.sweep {
+        for file in &sweep.in_progress {
+            lines.push(format!(
+                "poll: in progress: {} ({} batch(es), {} rows done in {} invocation(s); {})",
+                file.key, file.batches_done, file.rows_done, file.invocations, file.state
+            ));
+        }
+        for key in &sweep.redriven {
+            lines.push(format!(
+                "poll: re-driven: {key} was left in the landing folder"
+            ));
+        }
+        for key in &sweep.failed {
+            lines.push(format!(
+                "poll: gave up: moved to {key} with its report; see the alert"
+            ));
+        }
+    }
     if summary.alerts_sent > 0 {
         lines.push(format!("poll: {} alert(s) sent", summary.alerts_sent));
     }

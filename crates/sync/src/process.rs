@@ -19,7 +19,8 @@ use tracing::{info, warn};
 use crate::alert::{AlertBuilder, AlertKind, Sample};
 use crate::keys::{self, Layout};
 use crate::ports::{
-    AlertSink, CatalogApi, Clock, ObjectInfo, ObjectStore, Payload, StoreError, read_small,
+    AlertSink, CatalogApi, Clock, ObjectBody, ObjectInfo, ObjectStore, Payload, StoreError,
+    read_small,
 };
 use crate::progress::{
     self, Checkpoint, Continuation, ContinuationQueue, ContinueReason, ProgressState, ResumeAt,
@@ -445,30 +446,37 @@ impl FileProcessor {
             parsed.file_error = Some(FileError::FileTooLarge {
                 max_bytes: self.settings.reader_limits.max_file_bytes,
             });
-            return self
-                .finish_rejected(&run, parsed, Sent::default(), checkpoint)
+            let result = self
+                .finish_rejected(&run, parsed, Sent::default(), &checkpoint)
                 .await;
+            return self.released_on_error(result, checkpoint).await;
         }
-        for part in &checkpoint.spool_parts {
-            let bytes = read_small(store, synced, part)
-                .await
-                .map_err(store_error)?
-                .unwrap_or_default();
-            spool
-                .write_stored(&bytes)
-                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
-        }
-        spool.restored(&checkpoint.spool);
-
         let from = checkpoint.resume_at.as_ref().map_or(0, |at| at.byte);
-        let Some((_, body)) = store
-            .get(bucket, key, from, info.etag.as_deref())
-            .await
-            .map_err(store_error)?
-        else {
-            return Ok(FileOutcome::AlreadyProcessed {
-                key: key.to_owned(),
-            });
+        let opened = match self.restore_spool(&mut spool, &checkpoint).await {
+            // Every byte was read before (the last attempt stopped while finishing): there is
+            // nothing to download, and S3 refuses a range that starts at the end.
+            Ok(()) if from >= info.size && from > 0 => Ok(Some((
+                info.clone(),
+                Box::pin(tokio::io::empty()) as ObjectBody,
+            ))),
+            Ok(()) => store
+                .get(bucket, key, from, info.etag.as_deref())
+                .await
+                .map_err(store_error),
+            Err(error) => Err(error),
+        };
+        let body = match opened {
+            Ok(Some((_, body))) => body,
+            Ok(None) => {
+                self.forget(&checkpoint).await;
+                return Ok(FileOutcome::AlreadyProcessed {
+                    key: key.to_owned(),
+                });
+            }
+            Err(error) => {
+                self.release(checkpoint).await;
+                return Err(error);
+            }
         };
 
         // Parsing runs on a blocking thread fed by the download; batches come back through a
@@ -518,11 +526,69 @@ impl FileProcessor {
                 self.finish_send_failed(&run, parsed, sent, error, checkpoint)
                     .await
             }
-            None if parsed.file_error.is_some() => {
-                self.finish_rejected(&run, parsed, sent, checkpoint).await
+            // The download broke, not the file: the next attempt resumes after the last batch.
+            None if parsed
+                .file_error
+                .as_ref()
+                .is_some_and(FileError::is_read_failure) =>
+            {
+                self.release(checkpoint).await;
+                let message = parsed
+                    .file_error
+                    .map(|error| error.to_string())
+                    .unwrap_or_default();
+                Err(store_error(StoreError {
+                    operation: "GetObject",
+                    location: format!("s3://{bucket}/{key}"),
+                    kind: crate::ports::StoreErrorKind::Other,
+                    message: format!(
+                        "{message}; the file stays in the landing folder and the next attempt resumes from its checkpoint"
+                    ),
+                }))
             }
-            None => self.finish_archived(&run, parsed, sent, checkpoint).await,
+            None if parsed.file_error.is_some() => {
+                let result = self.finish_rejected(&run, parsed, sent, &checkpoint).await;
+                self.released_on_error(result, checkpoint).await
+            }
+            None => {
+                let result = self.finish_archived(&run, parsed, sent, &checkpoint).await;
+                self.released_on_error(result, checkpoint).await
+            }
         }
+    }
+
+    /// A failed finish leaves the run to the next attempt at once, instead of after the lease.
+    async fn released_on_error(
+        &self,
+        result: Result<FileOutcome, ProcessError>,
+        checkpoint: Checkpoint,
+    ) -> Result<FileOutcome, ProcessError> {
+        if result.is_err() {
+            self.release(checkpoint).await;
+        }
+        result
+    }
+
+    /// Puts back the rejected rows an earlier invocation of the run stored with its checkpoint.
+    async fn restore_spool(
+        &self,
+        spool: &mut RowSpool,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), ProcessError> {
+        let bucket = &checkpoint.source_bucket;
+        let key = &checkpoint.source_key;
+        let synced = &self.settings.layout.synced_bucket;
+        for part in &checkpoint.spool_parts {
+            let bytes = read_small(self.services.store.as_ref(), synced, part)
+                .await
+                .map_err(|error| ProcessError::store(bucket, key, error))?
+                .unwrap_or_default();
+            spool
+                .write_stored(&bytes)
+                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
+        }
+        spool.restored(&checkpoint.spool);
+        Ok(())
     }
 
     fn new_checkpoint(
@@ -1018,7 +1084,7 @@ impl FileProcessor {
         run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
-        checkpoint: Checkpoint,
+        checkpoint: &Checkpoint,
     ) -> Result<FileOutcome, ProcessError> {
         let &Run {
             bucket,
@@ -1045,7 +1111,7 @@ impl FileProcessor {
         self.move_object(bucket, key, &archive_key)
             .await
             .map_err(store_error)?;
-        self.forget(&checkpoint).await;
+        self.forget(checkpoint).await;
         let counts = report.counts;
         info!(
             key,
@@ -1101,7 +1167,7 @@ impl FileProcessor {
         run: &Run<'_>,
         parsed: Parsed,
         sent: Sent,
-        checkpoint: Checkpoint,
+        checkpoint: &Checkpoint,
     ) -> Result<FileOutcome, ProcessError> {
         let &Run {
             bucket,
@@ -1204,16 +1270,7 @@ impl FileProcessor {
         };
         let mut spool = RowSpool::new();
         let synced = layout.synced_bucket.as_str();
-        for part in &checkpoint.spool_parts {
-            let bytes = read_small(self.services.store.as_ref(), synced, part)
-                .await
-                .map_err(store_error)?
-                .unwrap_or_default();
-            spool
-                .write_stored(&bytes)
-                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
-        }
-        spool.restored(&checkpoint.spool);
+        self.restore_spool(&mut spool, &checkpoint).await?;
         let parsed = Parsed::nothing(spool, &checkpoint);
         let sent = Sent::from_checkpoint(&checkpoint);
         let last = checkpoint.last_failure.clone();
