@@ -45,6 +45,9 @@ CONTRACT_ENV = {
     "REJECTED_PREFIX", "FAILED_PREFIX", "ALERT_TOPIC_ARN", "BATCH_SIZE", "PENDING_MAX_AGE",
     "PRODUCT_TYPE_MAPPING", "POLL_CONCURRENCY", "RUST_LOG",
 }
+# Variables the product adds to DESIGN.md's list (resumable files and the sweep); each must be
+# documented in the README's configuration table.
+ADDED_ENV = {"CONTINUE_QUEUE_URL", "STALE_FILE_AGE", "MAX_REDRIVES"}
 # DESIGN.md default prefixes.
 PREFIX_DEFAULTS = {
     "LANDING_PREFIX": "data/", "ARCHIVE_PREFIX": "archive/",
@@ -76,10 +79,12 @@ EXPECTED_S3 = {
         ("synced", "progress/*"): {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
     },
     # The poller lists and resolves pending/ handles (-> checked/), reads synced/ and reports/ to
-    # map item errors back to lines, and re-drives files left in data/ in-process, which needs
-    # what the sync function needs.
+    # map item errors back to lines, re-drives files left in data/ through the continuation
+    # queue, and moves files it gives up on to failed/ (with their report).
     POLL: {
-        **_LANDING_RW,
+        ("landing", ""): {"s3:ListBucket"},
+        ("landing", "data/*"): {"s3:GetObject", "s3:GetObjectTagging", "s3:DeleteObject"},
+        ("landing", "failed/*"): {"s3:PutObject", "s3:PutObjectTagging"},
         ("synced", ""): {"s3:ListBucket"},
         ("synced", "pending/*"): {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         ("synced", "checked/*"): {"s3:PutObject"},
@@ -406,7 +411,11 @@ class Functions(TemplateTestCase):
         self.assertEqual(set(self.env_manifest), set(FUNCTIONS), "infra/function-env.json keys")
         for lid, names in self.env_manifest.items():
             self.assertEqual(len(names), len(set(names)), f"{lid}: duplicates in infra/function-env.json")
-            self.assertLessEqual(set(names), CONTRACT_ENV, f"{lid}: names not in DESIGN.md")
+            self.assertLessEqual(set(names), CONTRACT_ENV | ADDED_ENV,
+                                 f"{lid}: names not in DESIGN.md or ADDED_ENV")
+        readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+        for name in ADDED_ENV:
+            self.assertIn(f"| `{name}` |", readme, f"{name} is documented in the README")
             self.assertNotIn("META_ACCESS_TOKEN", names, "on AWS the token comes from Secrets Manager")
 
     def test_every_env_var_a_function_reads_is_set(self):
@@ -432,6 +441,9 @@ class Functions(TemplateTestCase):
             "PRODUCT_TYPE_MAPPING": ref("ProductTypeMapping"),
             "POLL_CONCURRENCY": ref("PollConcurrency"),
             "RUST_LOG": ref("LogLevel"),
+            "CONTINUE_QUEUE_URL": ref("ContinueQueue"),
+            "STALE_FILE_AGE": ref("StaleFileAge"),
+            "MAX_REDRIVES": ref("MaxRedrives"),
             **PREFIX_DEFAULTS,
         }
         for lid in FUNCTIONS:
@@ -635,10 +647,32 @@ class Iam(TemplateTestCase):
                 "logs:CreateLogStream": [getatt(LOG_GROUPS[lid], "Arn")],
                 "logs:PutLogEvents": [getatt(LOG_GROUPS[lid], "Arn")],
             }
+            queue = getatt("ContinueQueue", "Arn")
             if lid == SYNC:
                 dlq = self.fn(SYNC)["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"]
-                expected["sqs:SendMessage"] = [dlq]
+                expected["sqs:SendMessage"] = [dlq, queue]
+                for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                               "sqs:ChangeMessageVisibility"):
+                    expected[action] = [queue]
+            else:
+                expected["sqs:SendMessage"] = [queue]
             self.assertEqual(grants, expected, lid)
+
+    def test_the_continuation_queue_feeds_the_sync_function_one_file_at_a_time(self):
+        events = self.fn(SYNC).get("Events", {})
+        sqs = [e for e in events.values() if e.get("Type") == "SQS"]
+        self.assertEqual(len(sqs), 1, "one SQS event source")
+        self.assertEqual(sqs[0]["Properties"]["Queue"], getatt("ContinueQueue", "Arn"))
+        self.assertEqual(sqs[0]["Properties"]["BatchSize"], 1)
+        queue = self.r["ContinueQueue"]["Properties"]
+        self.assertGreaterEqual(int(queue["VisibilityTimeout"]), int(self.fn(SYNC)["Timeout"]),
+                                "a message is not handed out again while it is being processed")
+        self.assertTrue(queue["SqsManagedSseEnabled"])
+        policy = self.r["ContinueQueuePolicy"]["Properties"]
+        self.assertEqual(policy["Queues"], [ref("ContinueQueue")])
+        denies = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"]
+        self.assertTrue(any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+                            for st in denies), "TLS only")
 
 
 class AlarmsAndAlerts(TemplateTestCase):
