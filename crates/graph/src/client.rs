@@ -9,12 +9,13 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::error::{Envelope, GraphError, MAX_EXCERPT_CHARS, Scrubber, classify};
+use crate::error::{GraphError, Scrubber};
+use crate::response;
 use crate::retry::{RetryPolicy, retry};
 use crate::secret::{AccessToken, AppSecret};
 use crate::settings::GraphSettings;
 use crate::types::{BatchStatus, CatalogInfo, ItemsBatchResponse};
-use crate::usage::{Usage, throttle_wait, usage_from_headers};
+use crate::usage::{Usage, usage_from_headers};
 
 /// Largest response body read; Graph answers here are small, so anything bigger is not Graph.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -149,10 +150,7 @@ impl GraphClient {
             "sending items_batch"
         );
         let (status, value) = self.execute(request, &token, Endpoint::ItemsBatch).await?;
-        serde_json::from_value(value).map_err(|e| GraphError::InvalidResponse {
-            status,
-            detail: format!("items_batch answer is not the documented shape: {e}"),
-        })
+        response::items_batch(status, value, &self.scrubber(&token))
     }
 
     /// One attempt. GET `.../{catalog_id}/check_batch_request_status?handle=H&load_ids_of_invalid_requests=true`.
@@ -179,24 +177,7 @@ impl GraphClient {
         let request = self.inner.http.request(Method::GET, url).query(&query);
         tracing::debug!(catalog_id, handle, "checking batch status");
         let (http_status, value) = self.execute(request, &token, Endpoint::BatchStatus).await?;
-        let first = match value.get("data") {
-            Some(Value::Array(items)) => items.first().cloned(),
-            _ => None,
-        };
-        let Some(first) = first else {
-            return Err(GraphError::InvalidResponse {
-                status: http_status,
-                detail: "check_batch_request_status answer has no data[0] status object".into(),
-            });
-        };
-        let mut status =
-            BatchStatus::from_value(first).map_err(|e| GraphError::InvalidResponse {
-                status: http_status,
-                detail: format!("batch status is not the documented shape: {e}"),
-            })?;
-        if status.handle.is_empty() {
-            handle.clone_into(&mut status.handle);
-        }
+        let status = response::batch_status(http_status, value, handle, &self.scrubber(&token))?;
         tracing::debug!(
             handle,
             status = %status.status,
@@ -219,10 +200,7 @@ impl GraphClient {
         }
         let request = self.inner.http.request(Method::GET, url).query(&query);
         let (status, value) = self.execute(request, &token, Endpoint::Catalog).await?;
-        serde_json::from_value(value).map_err(|e| GraphError::InvalidResponse {
-            status,
-            detail: format!("catalog answer is not the documented shape: {e}"),
-        })
+        response::catalog(status, value, &self.scrubber(&token))
     }
 
     /// `items_batch` with the retry policy and payload-too-large handling: an over-large array
@@ -365,42 +343,19 @@ impl GraphClient {
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "Graph API answered"
         );
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        let envelope = parsed.as_ref().and_then(Envelope::from_json);
-        if status.is_success() && envelope.is_none() {
-            return match parsed {
-                Some(value) => Ok((status.as_u16(), value)),
-                None => Err(GraphError::InvalidResponse {
-                    status: status.as_u16(),
-                    detail: format!("the body is not JSON: {}", excerpt(&body, &scrub)),
-                }),
-            };
+        match response::answer(status.as_u16(), &headers, &body, &scrub) {
+            Ok(value) => Ok((status.as_u16(), value)),
+            Err(error) => {
+                tracing::debug!(
+                    endpoint = endpoint.name(),
+                    status = status.as_u16(),
+                    class = ?error.class(),
+                    error = %error,
+                    "Graph API call failed"
+                );
+                Err(error)
+            }
         }
-        let fallback = match &parsed {
-            Some(_) => format!(
-                "HTTP {status} without a Graph error object: {}",
-                excerpt(&body, &scrub)
-            ),
-            None => format!(
-                "HTTP {status} with a body that is not JSON: {}",
-                excerpt(&body, &scrub)
-            ),
-        };
-        let error = classify(
-            status.as_u16(),
-            envelope.as_ref(),
-            &fallback,
-            throttle_wait(&headers),
-            &scrub,
-        );
-        tracing::debug!(
-            endpoint = endpoint.name(),
-            status = status.as_u16(),
-            class = ?error.class(),
-            error = %error,
-            "Graph API call failed"
-        );
-        Err(error)
     }
 
     fn note_usage(&self, usage: Usage, endpoint: Endpoint) {
@@ -577,17 +532,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn excerpt(body: &[u8], scrub: &Scrubber) -> String {
-    if body.is_empty() {
-        return "(empty body)".to_owned();
-    }
-    // Enough bytes for the excerpt even if every char is 4 bytes, plus room for a token that
-    // straddles the cut so it is still recognised and scrubbed.
-    let head = &body[..body.len().min(MAX_EXCERPT_CHARS * 4 + 4096)];
-    let text = String::from_utf8_lossy(head);
-    format!("`{}`", scrub.clean(&text, MAX_EXCERPT_CHARS))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,6 +642,9 @@ mod tests {
 
     #[test]
     fn excerpts_are_short_and_scrubbed() {
+        use crate::error::MAX_EXCERPT_CHARS;
+        use crate::response::excerpt;
+
         let scrub = Scrubber::new(["tok123"]);
         let body = format!("<html>{}tok123</html>", "x".repeat(10));
         let e = excerpt(body.as_bytes(), &scrub);

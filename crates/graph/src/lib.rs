@@ -10,6 +10,7 @@
 
 mod client;
 mod error;
+pub mod response;
 pub mod retry;
 mod secret;
 mod settings;

@@ -1,0 +1,368 @@
+//! A CSV export through the reader, the row rules and the batcher, as the sync function does.
+//!
+//! The bytes are one export file. It is read twice, with two settings: the defaults with small
+//! batches, and tight limits with a tiny byte budget, so limits and batch boundaries are hit
+//! with small inputs. The first setting also reads the file a second time as another file of the
+//! same stream (every id then repeats across files), and resumes it part-way from a recorded
+//! position, as a checkpointed run does; the resumed rows must be the rows read straight through.
+//!
+//! Invariants, besides "no panic":
+//! - data rows come with increasing line numbers after the header; rejected rows say why;
+//! - valid products keep the contract's canonical values, and their price reads back as itself;
+//! - every batch is a JSON array of `UPDATE` requests that matches its row list, holds
+//!   `1..=max_items` requests and no id twice (Meta would ignore every copy), and stays within
+//!   the byte budget unless it is a single request;
+//! - every valid row is sent exactly once unless a later row with its id replaced it in the open
+//!   batch; a row whose id was seen before is reported as superseded, and a replacement of an
+//!   already-sent row is sent in a later batch;
+//! - batches are numbered 1, 2, 3...
+
+use std::collections::{HashMap, HashSet};
+
+use catalog::{
+    AVAILABILITY_VALUES, Batch, BatchLimits, Batcher, CONDITION_VALUES, FileError, HeaderLayout,
+    Position, ProductReader, ProductTypeMapping, Pushed, ReaderLimits, Row, RowRef, parse_price,
+};
+use serde_json::Value;
+
+/// Bytes added to a body at send time that the batcher keeps room for (`appsecret_proof`).
+const FORM_SLACK: usize = 128;
+
+/// Runs the target on one input.
+pub fn run(data: &[u8]) {
+    let wide = Setup {
+        limits: ReaderLimits::default(),
+        batch: BatchLimits::new(3).expect("3 is a valid batch size"),
+        mapping: ProductTypeMapping::Both,
+    };
+    let tight = Setup {
+        limits: ReaderLimits {
+            max_file_bytes: 2048,
+            max_rows: 4,
+            max_record_bytes: 256,
+            max_columns: 12,
+        },
+        batch: BatchLimits::new(5000)
+            .expect("5000 is a valid batch size")
+            .with_max_body_bytes(1200),
+        mapping: ProductTypeMapping::GoogleProductCategory,
+    };
+
+    let mut stream = Stream::new(&wide);
+    if let Some(first) = stream.read_file(data, 0) {
+        if first.rows.len() >= 2 {
+            // Resume after a row chosen by the input, as a checkpoint would.
+            let at = data.len() % (first.rows.len() - 1) + 1;
+            check_resume(data, &wide, &first, at);
+        }
+        // The same export again as a second file of the stream: every id repeats.
+        stream.read_file(data, 1);
+    }
+    stream.finish();
+
+    let mut stream = Stream::new(&tight);
+    stream.read_file(data, 0);
+    stream.finish();
+}
+
+struct Setup {
+    limits: ReaderLimits,
+    batch: BatchLimits,
+    mapping: ProductTypeMapping,
+}
+
+/// What one data row became, enough to compare two reads of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Valid { line: u64, product: String },
+    Rejected { line: u64, id: Option<String> },
+}
+
+/// A file read to its end without a file-level error.
+struct FileRead {
+    layout: HeaderLayout,
+    /// Where the reader was before each row.
+    positions: Vec<Position>,
+    rows: Vec<Seen>,
+}
+
+/// One stream of files into one batcher, with the bookkeeping the invariants need.
+struct Stream<'s> {
+    setup: &'s Setup,
+    batcher: Batcher,
+    next_batch: u32,
+    valid: u64,
+    batched: u64,
+    replaced_in_open_batch: u64,
+    /// Ids of every valid row so far.
+    ids: HashSet<String>,
+    /// The batch each sent row went out in.
+    batch_of: HashMap<RowRef, u32>,
+    /// The valid rows of each id, in order.
+    rows_of: HashMap<String, Vec<RowRef>>,
+}
+
+impl<'s> Stream<'s> {
+    fn new(setup: &'s Setup) -> Self {
+        Stream {
+            setup,
+            batcher: Batcher::new(setup.batch, setup.mapping),
+            next_batch: 1,
+            valid: 0,
+            batched: 0,
+            replaced_in_open_batch: 0,
+            ids: HashSet::new(),
+            batch_of: HashMap::new(),
+            rows_of: HashMap::new(),
+        }
+    }
+
+    /// Reads one file into the batcher; `None` when the file as a whole was refused.
+    fn read_file(&mut self, data: &[u8], source: u32) -> Option<FileRead> {
+        let mut reader = match ProductReader::with_limits(data, self.setup.limits) {
+            Ok(reader) => reader,
+            Err(error) => {
+                describe(&error);
+                return None;
+            }
+        };
+        let layout = reader.layout().clone();
+        assert_eq!(layout.columns.len(), 10);
+        assert!(layout.width >= 10 && layout.width <= self.setup.limits.max_columns);
+        let mut positions = Vec::new();
+        let mut rows = Vec::new();
+        let mut last_line = 1;
+        loop {
+            let before = reader.position();
+            positions.push(before);
+            let row = match reader.next_row() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(error) => {
+                    describe(&error);
+                    return None;
+                }
+            };
+            let seen = match row {
+                Row::Valid { line, product } => {
+                    assert!(line > last_line, "line {line} after line {last_line}");
+                    last_line = line;
+                    check_product(&product);
+                    let seen = Seen::Valid {
+                        line,
+                        product: format!("{product:?}"),
+                    };
+                    let id = product.id.to_owned();
+                    let row = RowRef { source, line };
+                    let pushed = self
+                        .batcher
+                        .push(&product, row)
+                        .expect("a valid product always serialises");
+                    self.pushed(pushed, &id, row);
+                    seen
+                }
+                Row::Rejected(rejected) => {
+                    assert!(rejected.line > last_line, "rejected line went backwards");
+                    last_line = rejected.line;
+                    assert!(!rejected.problems.is_empty(), "a rejected row says why");
+                    for problem in &rejected.problems {
+                        assert!(!problem.to_string().is_empty());
+                        assert!(!problem.kind.code().is_empty());
+                    }
+                    Seen::Rejected {
+                        line: rejected.line,
+                        id: rejected.id,
+                    }
+                }
+            };
+            rows.push(seen);
+            let after = reader.position();
+            assert!(after.byte > before.byte && after.line > before.line);
+            assert_eq!(after.rows, before.rows + 1);
+            assert!(reader.bytes_read() <= data.len() as u64);
+        }
+        positions.pop();
+        Some(FileRead {
+            layout,
+            positions,
+            rows,
+        })
+    }
+
+    fn pushed(&mut self, pushed: Pushed, id: &str, row: RowRef) {
+        self.valid += 1;
+        let seen_before = !self.ids.insert(id.to_owned());
+        self.rows_of.entry(id.to_owned()).or_default().push(row);
+        match &pushed.superseded {
+            Some(superseded) => {
+                assert!(seen_before, "superseded reported for a new id {id:?}");
+                assert_eq!(superseded.id, id);
+                assert_eq!(superseded.by, row);
+                assert!(superseded.earlier < row);
+                if superseded.already_batched {
+                    assert!(self.batch_of.contains_key(&superseded.earlier));
+                } else {
+                    assert!(!self.batch_of.contains_key(&superseded.earlier));
+                    self.replaced_in_open_batch += 1;
+                }
+            }
+            None => assert!(!seen_before, "id {id:?} repeated without being superseded"),
+        }
+        if let Some(batch) = pushed.batch {
+            self.batch(batch);
+        }
+    }
+
+    fn batch(&mut self, batch: Batch) {
+        assert_eq!(
+            batch.number, self.next_batch,
+            "batches are numbered in order"
+        );
+        self.next_batch += 1;
+        assert!(!batch.is_empty(), "a batch is never empty");
+        assert!(batch.len() <= self.setup.batch.max_items());
+        if batch.len() > 1 {
+            assert!(
+                batch.form_body_len() + FORM_SLACK <= self.setup.batch.max_body_bytes(),
+                "batch {} of {} requests is {} bytes, over the budget of {}",
+                batch.number,
+                batch.len(),
+                batch.form_body_len(),
+                self.setup.batch.max_body_bytes()
+            );
+        }
+        let requests: Vec<Value> =
+            serde_json::from_str(&batch.requests_json).expect("requests are a JSON array");
+        assert_eq!(requests.len(), batch.len());
+        let mut ids = HashSet::new();
+        for request in &requests {
+            assert_eq!(request["method"], "UPDATE");
+            let id = request["data"]["id"]
+                .as_str()
+                .expect("every request has a string id");
+            assert!(ids.insert(id.to_owned()), "id {id:?} twice in one batch");
+        }
+        let body: Value = serde_json::from_str(&batch.body_json()).expect("the body is JSON");
+        assert_eq!(body["requests"].as_array().map(Vec::len), Some(batch.len()));
+        for pair in batch.rows.windows(2) {
+            assert!(pair[0] < pair[1], "rows keep their input order");
+        }
+        for row in &batch.rows {
+            assert!(
+                self.batch_of.insert(*row, batch.number).is_none(),
+                "row sent twice"
+            );
+        }
+        self.batched += batch.len() as u64;
+    }
+
+    fn finish(mut self) {
+        if let Some(batch) = self.batcher.finish() {
+            self.batch(batch);
+        }
+        assert!(
+            self.batcher.finish().is_none(),
+            "finish leaves nothing behind"
+        );
+        assert_eq!(
+            self.batched,
+            self.valid - self.replaced_in_open_batch,
+            "every valid row is sent once unless replaced before its batch left"
+        );
+        for (id, rows) in &self.rows_of {
+            let last = rows.last().expect("an id has a row");
+            assert!(
+                self.batch_of.contains_key(last),
+                "the last row of id {id:?} was not sent"
+            );
+            let batches: Vec<u32> = rows
+                .iter()
+                .filter_map(|r| self.batch_of.get(r).copied())
+                .collect();
+            assert!(
+                batches.windows(2).all(|pair| pair[0] < pair[1]),
+                "rows of id {id:?} sent out of order: batches {batches:?}"
+            );
+        }
+        assert_eq!(self.batcher.distinct_ids(), self.ids.len());
+    }
+}
+
+/// Reads the file again from the position before row `at`, as a checkpointed run resumes.
+fn check_resume(data: &[u8], setup: &Setup, straight: &FileRead, at: usize) {
+    let position = straight.positions[at];
+    let start = usize::try_from(position.byte).expect("a position within the input");
+    let mut reader = ProductReader::resume(
+        &data[start..],
+        straight.layout.clone(),
+        position,
+        setup.limits,
+    );
+    let mut rows = Vec::new();
+    while let Some(row) = reader.next_row().expect("the rest read straight through") {
+        rows.push(match row {
+            Row::Valid { line, product } => Seen::Valid {
+                line,
+                product: format!("{product:?}"),
+            },
+            Row::Rejected(rejected) => Seen::Rejected {
+                line: rejected.line,
+                id: rejected.id,
+            },
+        });
+    }
+    assert_eq!(
+        rows,
+        straight.rows[at..],
+        "resuming at row {at} ({position:?}) reads other rows"
+    );
+    assert_eq!(
+        reader.position().rows,
+        straight.rows.len() as u64,
+        "rows counted across the resume"
+    );
+}
+
+fn check_product(product: &catalog::Product<'_>) {
+    for text in [
+        product.id,
+        product.title,
+        product.description,
+        product.link,
+        product.image_link,
+        product.brand,
+        product.product_type,
+    ] {
+        assert_eq!(text, text.trim(), "text is trimmed");
+    }
+    for required in [
+        product.id,
+        product.title,
+        product.description,
+        product.brand,
+    ] {
+        assert!(!required.is_empty());
+    }
+    assert!(product.id.chars().count() <= 100);
+    assert!(AVAILABILITY_VALUES.contains(&product.availability));
+    assert!(CONDITION_VALUES.contains(&product.condition));
+    for link in [product.link, product.image_link] {
+        let scheme = link.split_once("://").map(|(scheme, _)| scheme);
+        assert!(
+            scheme
+                .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")),
+            "link {link:?} is not http(s)"
+        );
+    }
+    let price = product.price.to_string();
+    assert_eq!(
+        parse_price(&price).map(|p| p.to_string()),
+        Ok(price.clone()),
+        "a normalised price reads back as itself"
+    );
+}
+
+fn describe(error: &FileError) {
+    assert!(!error.to_string().is_empty());
+    assert!(!error.code().is_empty());
+}
