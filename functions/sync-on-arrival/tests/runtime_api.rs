@@ -196,6 +196,41 @@ async fn bad_configuration_is_one_init_error_naming_the_variable() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_continues_a_file_named_by_a_message_of_its_queue() {
+    let stack = stack().await;
+    let text = std::fs::read_to_string(workspace_root().join("events/sqs-continuation.json"))
+        .expect("sample event");
+    let mut event: Value = serde_json::from_str(&text).expect("json");
+    let mut body: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().expect("body")).expect("json");
+    body["bucket"] = Value::from(stack.landing.as_str());
+    let key = body["key"].as_str().expect("key").to_owned();
+    event["Records"][0]["body"] = Value::from(body.to_string());
+    let csv = std::fs::read(workspace_root().join("events/products/sample.csv")).unwrap();
+    stack.moto.put_object(&stack.landing, &key, csv).await;
+
+    let api = RuntimeApi::start();
+    let process = spawn(&stack, &api);
+    let invocation = api.invoke(event, Duration::from_secs(120)).await;
+    let Outcome::Response(summary) = &invocation.outcome else {
+        panic!(
+            "invocation failed: {:?}\n{}",
+            invocation.outcome,
+            process.logs().join("\n")
+        );
+    };
+    assert_eq!(summary["archived"], serde_json::json!([key]));
+    assert_eq!(stack.emulator.items(DEFAULT_CATALOG_ID).len(), 5);
+    assert!(
+        stack
+            .moto
+            .list_keys(&stack.synced, "progress/")
+            .await
+            .is_empty()
+    );
+}
+
 #[test]
 fn the_sample_events_parse_with_the_types_the_functions_use() {
     let text =
@@ -215,4 +250,15 @@ fn the_sample_events_parse_with_the_types_the_functions_use() {
     let event: aws_lambda_events::event::eventbridge::EventBridgeEvent =
         serde_json::from_str(&text).expect("events/scheduled-poll.json is an EventBridge event");
     assert_eq!(event.detail_type, "Scheduled Event");
+
+    let text =
+        std::fs::read_to_string(workspace_root().join("events/sqs-continuation.json")).unwrap();
+    let payload: Value = serde_json::from_str(&text).unwrap();
+    match sync::event::Invocation::from_json(payload).expect("recognised") {
+        sync::event::Invocation::Continue(continuations) => {
+            assert_eq!(continuations.len(), 1);
+            assert!(continuations[0].key.starts_with("data/"));
+        }
+        other => panic!("events/sqs-continuation.json is a continuation, not {other:?}"),
+    }
 }
