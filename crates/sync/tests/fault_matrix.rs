@@ -13,35 +13,40 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use catalog::{ProductReader, Row};
-use graph::{AccessToken, GraphSettings, RetryPolicy};
-use graph_emulator::{
-    DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, Fault, GraphEmulator, RunningEmulator,
-};
+use graph::RetryPolicy;
+use graph_emulator::{DEFAULT_CATALOG_ID, Endpoint, Fault};
 use proptest::prelude::*;
 use serde_json::Value;
 use sync::aws::{S3Store, SnsAlerts};
 use sync::faults::{FaultyAlerts, FaultyStore, Op};
-use sync::graph_api::{GraphCatalog, StaticToken};
-use sync::keys::Layout;
 use sync::ports::Clock;
-use sync::process::{FileOutcome, FileProcessor, ProcessError, Services, Settings};
+use sync::process::{FileOutcome, FileProcessor, ProcessError, Services};
 use sync::progress::MemoryQueue;
-use testkit::{MotoServer, unique_name};
+use testkit::unique_name;
 use time::OffsetDateTime;
+
+mod common;
+
+use common::{Stack, stack};
 
 const TOKEN: &str = "fault-matrix-token";
 const KEY: &str = "data/products.csv";
 
 struct Harness {
-    moto: &'static MotoServer,
-    emulator: RunningEmulator,
+    stack: Stack,
     store: Arc<FaultyStore<S3Store>>,
     alerts: Arc<FaultyAlerts<SnsAlerts>>,
     alerts_queue: String,
-    landing: String,
-    synced: String,
     clock: Arc<ShiftedClock>,
     processor: FileProcessor,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
 }
 
 /// The system clock moved forward by hand: the time that passes between a failed attempt and
@@ -66,36 +71,21 @@ impl Clock for ShiftedClock {
 }
 
 async fn harness(batch_size: usize, alert_failures: usize) -> Harness {
-    let moto = MotoServer::shared();
-    let landing = unique_name("landing");
-    let synced = unique_name("synced");
-    moto.create_bucket(&landing).await;
-    moto.create_bucket(&synced).await;
+    let stack = stack(TOKEN).await;
+    let moto = stack.moto;
     let topic = moto.create_topic(&unique_name("alerts")).await;
     let alerts_queue = moto.subscribe_queue_to_topic(&topic).await;
-    let emulator = GraphEmulator::start(EmulatorConfig {
-        tokens: vec![TOKEN.to_owned()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator");
-    let catalog = GraphCatalog::connect(
-        GraphSettings {
-            base_url: emulator.url(),
-            request_timeout: Duration::from_millis(800),
-            ..GraphSettings::default()
-        },
-        DEFAULT_CATALOG_ID,
-        RetryPolicy {
-            max_attempts: 2,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            max_throttle_wait: Duration::from_millis(50),
-        },
-        Arc::new(StaticToken(AccessToken::new(TOKEN))),
-    )
-    .await
-    .expect("catalog");
+    let catalog = stack
+        .catalog(
+            RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(5),
+                max_backoff: Duration::from_millis(20),
+                max_throttle_wait: Duration::from_millis(50),
+            },
+            Duration::from_millis(800),
+        )
+        .await;
     let store = Arc::new(FaultyStore::new(S3Store::new(moto.s3_client())));
     let alerts = Arc::new(FaultyAlerts::new(
         SnsAlerts::new(moto.sns_client(), topic),
@@ -109,25 +99,12 @@ async fn harness(batch_size: usize, alert_failures: usize) -> Harness {
         clock: clock.clone(),
         continuations: Arc::new(MemoryQueue::new()),
     };
-    let settings = Settings {
-        layout: Layout {
-            landing_bucket: landing.clone(),
-            synced_bucket: synced.clone(),
-            ..Layout::default()
-        },
-        batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
-        mapping: catalog::ProductTypeMapping::default(),
-        reader_limits: catalog::ReaderLimits::default(),
-        min_send_window: Duration::from_millis(100),
-    };
+    let settings = stack.settings(batch_size, Duration::from_millis(100));
     Harness {
-        moto,
-        emulator,
+        stack,
         store,
         alerts,
         alerts_queue,
-        landing,
-        synced,
         clock,
         processor: FileProcessor::new(services, settings),
     }
@@ -194,29 +171,6 @@ impl Harness {
             .await
             .expect("report");
         serde_json::from_slice(&bytes).expect("json")
-    }
-
-    /// How many accepted calls carried each row version (id and title): a later row with the
-    /// id of one already sent is sent again by design, to override it.
-    fn sends_per_row(&self) -> BTreeMap<(String, String), usize> {
-        let mut sends = BTreeMap::new();
-        for request in self.emulator.requests() {
-            if request.endpoint != Some(Endpoint::ItemsBatch) || request.status != Some(200) {
-                continue;
-            }
-            for item in request
-                .requests_json()
-                .and_then(|requests| requests.as_array().cloned())
-                .unwrap_or_default()
-            {
-                if let (Some(id), Some(title)) =
-                    (item["data"]["id"].as_str(), item["data"]["title"].as_str())
-                {
-                    *sends.entry((id.to_owned(), title.to_owned())).or_insert(0) += 1;
-                }
-            }
-        }
-        sends
     }
 
     /// The promise, for every row of `csv`: the file is archived; valid rows are in the catalog
@@ -328,18 +282,13 @@ fn file(rows: usize, salt: u64) -> Vec<u8> {
     csv.into_bytes()
 }
 
-/// Lets the next `n` items_batch calls through unchanged.
-fn pass(emulator: &RunningEmulator, n: usize) {
-    for _ in 0..n {
-        emulator.push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
-    }
-}
-
 /// One failure of the second batch call, repeated past the client's retries.
-fn fail_second_batch(emulator: &RunningEmulator, fault: Fault) {
-    pass(emulator, 1);
+fn fail_second_batch(stack: &Stack, fault: Fault) {
+    stack.pass(1);
     for _ in 0..2 {
-        emulator.push_fault(fault.clone().on(Endpoint::ItemsBatch));
+        stack
+            .emulator
+            .push_fault(fault.clone().on(Endpoint::ItemsBatch));
     }
 }
 
@@ -357,7 +306,7 @@ async fn run_case(name: &str, inject: impl FnOnce(&Harness), failures: usize) {
 async fn graph_server_errors_are_retried_and_the_file_resumes() {
     run_case(
         "5xx",
-        |h| fail_second_batch(&h.emulator, Fault::ServerError { status: 503 }),
+        |h| fail_second_batch(h, Fault::ServerError { status: 503 }),
         1,
     )
     .await;
@@ -367,7 +316,7 @@ async fn graph_server_errors_are_retried_and_the_file_resumes() {
 async fn graph_timeouts_are_retried_and_the_file_resumes() {
     run_case(
         "timeout",
-        |h| fail_second_batch(&h.emulator, Fault::Slow(Duration::from_secs(2))),
+        |h| fail_second_batch(h, Fault::Slow(Duration::from_secs(2))),
         // A timed-out call may still have been taken by Meta.
         2,
     )
@@ -376,12 +325,7 @@ async fn graph_timeouts_are_retried_and_the_file_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_retried_and_the_file_resumes() {
-    run_case(
-        "drop",
-        |h| fail_second_batch(&h.emulator, Fault::DropConnection),
-        1,
-    )
-    .await;
+    run_case("drop", |h| fail_second_batch(h, Fault::DropConnection), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +334,7 @@ async fn throttling_with_usage_headers_pauses_the_file_and_it_resumes() {
         "throttle+usage",
         |h| {
             fail_second_batch(
-                &h.emulator,
+                h,
                 Fault::Throttle {
                     code: 80014,
                     regain_access_minutes: Some(1),
@@ -409,7 +353,7 @@ async fn throttling_without_headers_pauses_the_file_and_it_resumes() {
         "throttle",
         |h| {
             fail_second_batch(
-                &h.emulator,
+                h,
                 Fault::Throttle {
                     code: 4,
                     regain_access_minutes: None,
@@ -427,7 +371,7 @@ async fn a_token_expiring_mid_file_stops_it_until_a_new_token_is_stored() {
     let h = harness(10, 0).await;
     let csv = file(45, 2);
     h.moto.put_object(&h.landing, KEY, csv.clone()).await;
-    pass(&h.emulator, 2);
+    h.pass(2);
     h.emulator
         .push_fault(Fault::TokenExpired.on(Endpoint::ItemsBatch));
     // The first attempt fails on the token; a person stores a new one before the retry.
@@ -459,7 +403,7 @@ async fn losing_catalog_permission_mid_file_fails_the_attempt_and_the_retry_resu
     run_case(
         "permission",
         |h| {
-            pass(&h.emulator, 3);
+            h.pass(3);
             h.emulator
                 .push_fault(Fault::PermissionDenied.on(Endpoint::ItemsBatch));
         },
@@ -594,7 +538,7 @@ proptest! {
             for injected in &schedule {
                 match injected {
                     Injected::Graph(after, fault) => {
-                        pass(&h.emulator, *after);
+                        h.pass(*after);
                         h.emulator.push_fault(fault.clone().on(Endpoint::ItemsBatch));
                     }
                     Injected::Store(op, pattern) => {

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph::{AccessToken, GraphSettings, RetryPolicy};
-use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, GraphEmulator, RunningEmulator};
+use graph::RetryPolicy;
 use serde_json::Value;
 use sync::aws::S3Store;
-use sync::graph_api::{GraphCatalog, StaticToken};
-use sync::keys::Layout;
 use sync::ports::SystemClock;
-use sync::process::{FileOutcome, FileProcessor, Services, Settings};
+use sync::process::{FileOutcome, FileProcessor, Services};
 use sync::progress::MemoryQueue;
-use testkit::{MotoServer, unique_name};
+
+mod common;
+
+use common::{Stack, stack};
 
 const TOKEN: &str = "hostile-input-token";
 const HEADER: &str =
@@ -22,58 +22,34 @@ const HEADER: &str =
 const GOOD: &str = "SKU-1,Tent,A tent,https://shop.example/1,https://shop.example/1.jpg,in stock,10.00 USD,Acme,new,Camping";
 
 struct Harness {
-    moto: &'static MotoServer,
-    _emulator: RunningEmulator,
-    landing: String,
+    stack: Stack,
     processor: FileProcessor,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
 async fn harness() -> Harness {
-    let moto = MotoServer::shared();
-    let landing = unique_name("landing");
-    let synced = unique_name("synced");
-    moto.create_bucket(&landing).await;
-    moto.create_bucket(&synced).await;
-    let emulator = GraphEmulator::start(EmulatorConfig {
-        tokens: vec![TOKEN.to_owned()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator");
-    let catalog = GraphCatalog::connect(
-        GraphSettings {
-            base_url: emulator.url(),
-            ..GraphSettings::default()
-        },
-        DEFAULT_CATALOG_ID,
-        RetryPolicy::default(),
-        Arc::new(StaticToken(AccessToken::new(TOKEN))),
-    )
-    .await
-    .expect("catalog");
+    let stack = stack(TOKEN).await;
+    let catalog = stack
+        .catalog(RetryPolicy::default(), Duration::from_secs(60))
+        .await;
     let services = Services {
-        store: Arc::new(S3Store::new(moto.s3_client())),
+        store: Arc::new(S3Store::new(stack.moto.s3_client())),
         catalog: Arc::new(catalog),
         alerts: Arc::new(sync::alert::LogAlerts),
         clock: Arc::new(SystemClock),
         continuations: Arc::new(MemoryQueue::new()),
     };
-    let settings = Settings {
-        layout: Layout {
-            landing_bucket: landing.clone(),
-            synced_bucket: synced,
-            ..Layout::default()
-        },
-        batch_limits: catalog::BatchLimits::default(),
-        mapping: catalog::ProductTypeMapping::default(),
-        reader_limits: catalog::ReaderLimits::default(),
-        min_send_window: Duration::from_secs(1),
-    };
+    let settings = stack.settings(3000, Duration::from_secs(1));
     Harness {
-        moto,
-        _emulator: emulator,
-        landing,
         processor: FileProcessor::new(services, settings),
+        stack,
     }
 }
 

@@ -3,33 +3,28 @@
 //! slowing down the calls. Every invocation goes through `Invocation::from_json`, as the Lambda's
 //! payload does.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph::{AccessToken, GraphSettings, RetryPolicy};
-use graph_emulator::{
-    DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, Fault, GraphEmulator, RunningEmulator,
-};
+use graph_emulator::{DEFAULT_CATALOG_ID, Endpoint, Fault};
 use serde_json::{Value, json};
 use sync::aws::{S3Store, SnsAlerts, SqsContinuations};
 use sync::event::{EventSummary, Invocation, handle_invocation};
-use sync::graph_api::{GraphCatalog, StaticToken};
-use sync::keys::Layout;
 use sync::poll::{PollSettings, Poller};
 use sync::ports::SystemClock;
-use sync::process::{FileProcessor, Services, Settings};
+use sync::process::{FileProcessor, Services};
 use sync::sweep::SweepLimits;
-use testkit::{MotoServer, complete_s3_event, unique_name};
+use testkit::{complete_s3_event, unique_name};
 use tokio::time::Instant;
+
+mod common;
+
+use common::{Stack, fast_retry, generated, stack};
 
 const TOKEN: &str = "resume-test-token";
 
 struct Harness {
-    moto: &'static MotoServer,
-    emulator: RunningEmulator,
-    landing: String,
-    synced: String,
+    stack: Stack,
     events_queue: String,
     continue_queue: String,
     alerts_queue: String,
@@ -37,38 +32,24 @@ struct Harness {
     processor: FileProcessor,
 }
 
+impl std::ops::Deref for Harness {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
 async fn harness(batch_size: usize) -> Harness {
-    let moto = MotoServer::shared();
-    let landing = unique_name("landing");
-    let synced = unique_name("synced");
-    moto.create_bucket(&landing).await;
-    moto.create_bucket(&synced).await;
-    let events_queue = moto.notify_bucket_to_queue(&landing, "data/", ".csv").await;
+    let stack = stack(TOKEN).await;
+    let moto = stack.moto;
+    let events_queue = moto
+        .notify_bucket_to_queue(&stack.landing, "data/", ".csv")
+        .await;
     let continue_queue = moto.create_queue(&unique_name("continue")).await;
     let topic = moto.create_topic(&unique_name("alerts")).await;
     let alerts_queue = moto.subscribe_queue_to_topic(&topic).await;
-    let emulator = GraphEmulator::start(EmulatorConfig {
-        tokens: vec![TOKEN.to_owned()],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .expect("emulator");
-    let catalog = GraphCatalog::connect(
-        GraphSettings {
-            base_url: emulator.url(),
-            ..GraphSettings::default()
-        },
-        DEFAULT_CATALOG_ID,
-        RetryPolicy {
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(50),
-            max_throttle_wait: Duration::from_secs(1),
-        },
-        Arc::new(StaticToken(AccessToken::new(TOKEN))),
-    )
-    .await
-    .expect("catalog");
+    let catalog = stack.catalog(fast_retry(), Duration::from_secs(60)).await;
     let services = Services {
         store: Arc::new(S3Store::new(moto.s3_client())),
         catalog: Arc::new(catalog),
@@ -79,31 +60,32 @@ async fn harness(batch_size: usize) -> Harness {
             continue_queue.clone(),
         )),
     };
-    let settings = Settings {
-        layout: Layout {
-            landing_bucket: landing.clone(),
-            synced_bucket: synced.clone(),
-            ..Layout::default()
-        },
-        batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
-        mapping: catalog::ProductTypeMapping::default(),
-        reader_limits: catalog::ReaderLimits::default(),
-        min_send_window: Duration::from_millis(300),
-    };
+    let settings = stack.settings(batch_size, Duration::from_millis(300));
     Harness {
-        moto,
-        emulator,
-        landing,
-        synced,
+        stack,
         events_queue,
         continue_queue,
+        alerts_queue,
         processor: FileProcessor::new(services.clone(), settings),
         services,
-        alerts_queue,
     }
 }
 
 impl Harness {
+    /// Lets `calls` items_batch calls through, then throttles the next with Graph error `code`
+    /// and `Retry-After: seconds`, longer than the client sleeps.
+    fn throttle_after(&self, calls: usize, code: i64, seconds: u64) {
+        self.pass(calls);
+        self.emulator.push_fault(
+            Fault::Throttle {
+                code,
+                regain_access_minutes: None,
+                retry_after_secs: Some(seconds),
+            }
+            .on(Endpoint::ItemsBatch),
+        );
+    }
+
     /// Uploads a file and returns the Lambda payload its S3 notification produced.
     async fn land(&self, key: &str, bytes: Vec<u8>) -> Value {
         self.moto.put_object(&self.landing, key, bytes).await;
@@ -179,11 +161,6 @@ impl Harness {
         self.moto.list_keys(bucket, prefix).await
     }
 
-    async fn json(&self, bucket: &str, key: &str) -> Value {
-        let bytes = self.moto.get_object(bucket, key).await.expect("object");
-        serde_json::from_slice(&bytes).expect("json")
-    }
-
     async fn checkpoint(&self) -> Value {
         let keys: Vec<String> = self
             .keys(&self.synced, "progress/")
@@ -193,35 +170,6 @@ impl Harness {
             .collect();
         assert_eq!(keys.len(), 1, "one checkpoint: {keys:?}");
         self.json(&self.synced, &keys[0]).await
-    }
-
-    /// How many accepted `items_batch` calls carried each product id.
-    fn sends_per_id(&self) -> BTreeMap<String, usize> {
-        let mut sends = BTreeMap::new();
-        for request in self.emulator.requests() {
-            if request.endpoint != Some(Endpoint::ItemsBatch) || request.status != Some(200) {
-                continue;
-            }
-            let requests = request.requests_json().expect("requests");
-            for item in requests.as_array().expect("array") {
-                let id = item["data"]["id"].as_str().expect("id").to_owned();
-                *sends.entry(id).or_insert(0) += 1;
-            }
-        }
-        sends
-    }
-}
-
-fn generated(rows: u64, seed: u64) -> Vec<u8> {
-    let mut csv = Vec::new();
-    catalog::synthetic::write_products(&mut csv, rows, seed).expect("generate");
-    csv
-}
-
-/// Lets the next `n` items_batch calls through unchanged.
-fn pass(emulator: &RunningEmulator, n: usize) {
-    for _ in 0..n {
-        emulator.push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
     }
 }
 
@@ -233,15 +181,7 @@ async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
 
     // Invocation 1: two batches go through, then Meta throttles with a wait longer than the
     // client will sleep. The file is checkpointed and a continuation queued.
-    pass(&h.emulator, 2);
-    h.emulator.push_fault(
-        Fault::Throttle {
-            code: 80014,
-            regain_access_minutes: None,
-            retry_after_secs: Some(2),
-        }
-        .on(Endpoint::ItemsBatch),
-    );
+    h.throttle_after(2, 80014, 2);
     let event = h.land("data/big.csv", csv).await;
     let first = h.invoke(event, Some(Duration::from_secs(60))).await;
     assert_eq!(first.deferred, ["data/big.csv"], "{first:?}");
@@ -289,7 +229,7 @@ async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
     assert_eq!(third.archived, ["data/big.csv"], "{third:?}");
 
     // Each product reached the catalog in exactly one accepted call.
-    let sends = h.sends_per_id();
+    let sends = h.sends_per_row();
     assert_eq!(sends.len(), rows, "every product was sent");
     assert!(
         sends.values().all(|&n| n == 1),
@@ -336,15 +276,7 @@ a6,Tent,A tent,https://e.example/a6,https://e.example/a6.jpg,in stock,10.00 USD,
 "
         .to_vec();
     // Batch 1 (a1, a2) goes through; batch 2 is throttled.
-    pass(&h.emulator, 1);
-    h.emulator.push_fault(
-        Fault::Throttle {
-            code: 4,
-            regain_access_minutes: None,
-            retry_after_secs: Some(2),
-        }
-        .on(Endpoint::ItemsBatch),
-    );
+    h.throttle_after(1, 4, 2);
     let event = h.land("data/mixed.csv", csv).await;
     let first = h.invoke(event, None).await;
     assert_eq!(first.deferred, ["data/mixed.csv"]);
@@ -375,7 +307,7 @@ a6,Tent,A tent,https://e.example/a6,https://e.example/a6.jpg,in stock,10.00 USD,
         ["bad1", "bad2", "bad3"],
         "each rejected row once, in order"
     );
-    let sends = h.sends_per_id();
+    let sends = h.sends_per_row();
     assert_eq!(sends.len(), 6);
     assert!(sends.values().all(|&n| n == 1), "{sends:?}");
 }
@@ -384,15 +316,7 @@ a6,Tent,A tent,https://e.example/a6,https://e.example/a6.jpg,in stock,10.00 USD,
 async fn a_file_replaced_between_invocations_starts_over_with_the_new_version() {
     let h = harness(10).await;
     // The first version: 2 batches sent, then throttled.
-    pass(&h.emulator, 2);
-    h.emulator.push_fault(
-        Fault::Throttle {
-            code: 80014,
-            regain_access_minutes: None,
-            retry_after_secs: Some(2),
-        }
-        .on(Endpoint::ItemsBatch),
-    );
+    h.throttle_after(2, 80014, 2);
     let event = h.land("data/catalog.csv", generated(50, 1)).await;
     let first = h.invoke(event, Some(Duration::from_secs(60))).await;
     assert_eq!(first.deferred, ["data/catalog.csv"]);
@@ -499,15 +423,7 @@ async fn a_file_left_in_data_is_redriven_then_moved_to_failed_with_an_alert() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_whose_file_is_gone_is_removed_by_the_sweep() {
     let h = harness(10).await;
-    pass(&h.emulator, 1);
-    h.emulator.push_fault(
-        Fault::Throttle {
-            code: 4,
-            regain_access_minutes: None,
-            retry_after_secs: Some(2),
-        }
-        .on(Endpoint::ItemsBatch),
-    );
+    h.throttle_after(1, 4, 2);
     let event = h.land("data/gone.csv", generated(25, 9)).await;
     let first = h.invoke(event, None).await;
     assert_eq!(first.deferred, ["data/gone.csv"]);
