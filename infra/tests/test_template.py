@@ -538,6 +538,13 @@ class Buckets(TemplateTestCase):
             for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
                 self.assertIs(pab.get(k), True, f"{lid} {k}")
 
+    def test_acls_are_disabled(self):
+        # BucketOwnerEnforced turns ACLs off, so no object can be made public or foreign-owned
+        # by an ACL; access is only what IAM and the bucket policy grant.
+        for lid, b in self.buckets().items():
+            rules = b["Properties"].get("OwnershipControls", {}).get("Rules", [])
+            self.assertEqual([r.get("ObjectOwnership") for r in rules], ["BucketOwnerEnforced"], lid)
+
     def test_bucket_policies_deny_non_tls(self):
         for lid in self.buckets():
             policies = [v for v in self.r.values()
@@ -673,6 +680,26 @@ class Iam(TemplateTestCase):
         denies = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"]
         self.assertTrue(any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
                             for st in denies), "TLS only")
+
+
+class Queues(TemplateTestCase):
+    def test_every_queue_is_encrypted_and_tls_only(self):
+        queues = [k for k, v in self.r.items() if v["Type"] == "AWS::SQS::Queue"]
+        self.assertGreaterEqual(len(queues), 2)
+        for lid in queues:
+            props = self.r[lid]["Properties"]
+            self.assertTrue(props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props,
+                            f"{lid}: encrypted at rest")
+            policies = [v for v in self.r.values()
+                        if v["Type"] == "AWS::SQS::QueuePolicy" and ref(lid) in v["Properties"]["Queues"]]
+            self.assertEqual(len(policies), 1, f"{lid}: one queue policy")
+            denies = [st for st in policies[0]["Properties"]["PolicyDocument"]["Statement"]
+                      if st["Effect"] == "Deny"
+                      and str(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"]
+            self.assertEqual(len(denies), 1, f"{lid}: no Deny on aws:SecureTransport=false")
+            self.assertEqual(denies[0]["Principal"], "*")
+            self.assertIn("sqs:*", as_list(denies[0]["Action"]))
+            self.assertEqual(denies[0]["Resource"], getatt(lid, "Arn"))
 
 
 class AlarmsAndAlerts(TemplateTestCase):
