@@ -77,17 +77,21 @@ pub fn usage_from_headers(headers: &HeaderMap) -> Usage {
 }
 
 /// The server's wait hint for a throttled answer: the usage header's regain time, else
-/// `Retry-After` in seconds.
+/// `Retry-After` in seconds or as an HTTP date (a date in the past is no hint).
 pub(crate) fn throttle_wait(headers: &HeaderMap) -> Option<Duration> {
     usage_from_headers(headers).regain_access.or_else(|| {
-        headers
+        let text = headers
             .get(reqwest::header::RETRY_AFTER)?
             .to_str()
             .ok()?
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .map(Duration::from_secs)
+            .trim();
+        match text.parse::<u64>() {
+            Ok(seconds) => Some(Duration::from_secs(seconds)),
+            Err(_) => httpdate::parse_http_date(text)
+                .ok()?
+                .duration_since(std::time::SystemTime::now())
+                .ok(),
+        }
     })
 }
 
@@ -156,6 +160,18 @@ mod tests {
             ("retry-after", "42"),
         ]);
         assert_eq!(throttle_wait(&h), Some(Duration::from_secs(42)));
+    }
+
+    #[test]
+    fn retry_after_may_be_an_http_date() {
+        let in_two_minutes = std::time::SystemTime::now() + Duration::from_secs(120);
+        let date = httpdate::fmt_http_date(in_two_minutes);
+        let h = headers(&[("retry-after", date.as_str())]);
+        let wait = throttle_wait(&h).expect("a future date is a hint");
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
     }
 
     #[test]
