@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 ## Every check CI runs: formatting, lints, all tests (tools are installed on first use), and
 ## last the README's two commands in a fresh clone.
-test: fmt-check clippy tools unit template-check memory-check fresh-clone
+test: fmt-check clippy tools deny unit template-check memory-check fresh-clone
 	@echo "make test: all checks passed"
 
 lint: fmt-check clippy
@@ -45,3 +45,45 @@ endif
 ## Figures, never pass/fail: criterion throughput of the catalog pipeline.
 bench:
 	$(CARGO) bench -p catalog --bench transform
+
+# ---------------------------------------------------------------- dependency policy and fuzzing
+# Pinned cargo subcommands, built on first use into $(TOOLS_DIR)/cargo/bin by
+# infra/install-cargo-tool.sh (`cargo install --locked`).
+TOOLS_DIR ?= $(CURDIR)/.tools
+CARGO_DENY_VERSION := 0.20.2
+CARGO_FUZZ_VERSION := 0.13.2
+
+.PHONY: deny fuzz fuzz-replay
+
+## The dependency policy of deny.toml: licenses, banned crates, sources (crates.io only); part of
+## `make test`. Advisories are not checked: their database is fetched from GitHub (SECURITY.md).
+## Prints errors and a count per check; `make deny DENY_LOG=warn` also lists the warnings
+## (crates present in two versions).
+DENY_LOG ?= error
+deny:
+	bash infra/install-cargo-tool.sh cargo-deny $(CARGO_DENY_VERSION)
+	$(TOOLS_DIR)/cargo/bin/cargo-deny --log-level $(DENY_LOG) --locked \
+	  check --show-stats --hide-inclusion-graph bans licenses sources
+
+## Replays the saved fuzz corpus (fuzz/corpus/<target>/) without libFuzzer. Also part of
+## `make unit`, as fuzz/ is a workspace member.
+fuzz-replay:
+	$(CARGO) test -p catalog-sync-fuzz
+
+## Fuzzes each target of fuzz/fuzz_targets/ for FUZZ_SECONDS with cargo-fuzz on the stable
+## toolchain (RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags), adding what it finds interesting to
+## fuzz/corpus/<target>/; a crash stops the run with its input in fuzz/artifacts/<target>/. The
+## build lives in fuzz/target/; the release profile's LTO and stripping are turned off for it.
+## Not part of `make test`. E.g. make fuzz FUZZ_TARGETS=csv_pipeline FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= csv_pipeline lambda_events graph_response
+FUZZ_ARGS ?=
+FUZZ_ENV := RUSTC_BOOTSTRAP=1 PATH="$(TOOLS_DIR)/cargo/bin:$$PATH" \
+	CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_STRIP=false
+fuzz:
+	bash infra/install-cargo-tool.sh cargo-fuzz $(CARGO_FUZZ_VERSION)
+	for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_ENV) $(CARGO) fuzz run --target-dir fuzz/target "$$t" -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
+	done

@@ -198,6 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_to_loopback_never_to_lookalikes() {
+        for base in [
+            "http://localhost.example.test",
+            "http://127.0.0.1.example.test",
+            "http://[::ffff:127.0.0.1]:8080",
+            "http://0.0.0.0:8080",
+            "http://169.254.169.254",
+        ] {
+            let err = with(base, "v25.0").validate().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("plain http for a non-loopback host"),
+                "{base}: {err}"
+            );
+            let https = base.replacen("http://", "https://", 1);
+            with(&https, "v25.0").validate().unwrap();
+        }
+    }
+
+    #[test]
     fn versions() {
         for good in ["v25.0", "v2.12", "v100.1"] {
             with("https://example.test", good).validate().unwrap();
