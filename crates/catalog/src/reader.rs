@@ -282,7 +282,8 @@ pub struct ProductReader<R: Read> {
     csv: csv::Reader<Metered<R>>,
     layout: HeaderLayout,
     limits: ReaderLimits,
-    record: csv::ByteRecord,
+    /// The last record read; `None` only while a record is being read.
+    record: Option<Record>,
     /// Added to the parser's own positions when reading resumes part-way through a file.
     base: Position,
     rows: u64,
@@ -307,7 +308,7 @@ impl<R: Read> ProductReader<R> {
             csv,
             layout,
             limits,
-            record: csv::ByteRecord::new(),
+            record: None,
             base: Position::default(),
             rows: 0,
             finished: false,
@@ -325,7 +326,7 @@ impl<R: Read> ProductReader<R> {
             csv: Self::parser(reader, limits),
             layout,
             limits,
-            record: csv::ByteRecord::new(),
+            record: None,
             base: Position {
                 line: at.line.saturating_sub(1),
                 byte: at.byte,
@@ -391,7 +392,14 @@ impl<R: Read> ProductReader<R> {
         }
         let start = self.position();
         self.csv.get_mut().record_start = start.byte - self.base.byte;
-        if !read_record(&mut self.csv, &mut self.record, &self.limits, start.line)? {
+        // The buffer is reused from row to row, so reading allocates only for a longer record.
+        let mut bytes = self
+            .record
+            .take()
+            .map_or_else(csv::ByteRecord::new, Record::into_bytes);
+        let read = read_record(&mut self.csv, &mut bytes, &self.limits, start.line);
+        let record = self.record.insert(Record::from_bytes(bytes));
+        if !read? {
             self.finished = true;
             return if self.rows == 0 {
                 Err(FileError::NoRows)
@@ -405,11 +413,59 @@ impl<R: Read> ProductReader<R> {
             });
         }
         self.rows += 1;
-        let line = self
-            .record
+        let line = record
             .position()
             .map_or(start.line, |p| self.base.line + p.line());
-        Ok(Some(check_record(&self.record, &self.layout, line)))
+        Ok(Some(check_record(record, &self.layout, line)))
+    }
+}
+
+/// One record, as text when all of it is UTF-8 and as bytes otherwise.
+///
+/// `csv` checks a whole record in one pass (a single `is_ascii` for ASCII text) and then
+/// hands out its fields as `&str` without checking again; checking each required field with
+/// `str::from_utf8` was a tenth of the transform once the rest was fast. A record that is not
+/// all UTF-8 keeps its bytes, and its fields are checked one by one to say which is at fault.
+enum Record {
+    Bytes(csv::ByteRecord),
+    Text(csv::StringRecord),
+}
+
+impl Record {
+    fn from_bytes(bytes: csv::ByteRecord) -> Record {
+        match csv::StringRecord::from_byte_record(bytes) {
+            Ok(text) => Record::Text(text),
+            Err(error) => Record::Bytes(error.into_byte_record()),
+        }
+    }
+
+    fn into_bytes(self) -> csv::ByteRecord {
+        match self {
+            Record::Bytes(bytes) => bytes,
+            Record::Text(text) => text.into_byte_record(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Record::Bytes(bytes) => bytes.len(),
+            Record::Text(text) => text.len(),
+        }
+    }
+
+    fn position(&self) -> Option<&csv::Position> {
+        match self {
+            Record::Bytes(bytes) => bytes.position(),
+            Record::Text(text) => text.position(),
+        }
+    }
+
+    /// Field `index` as text: `None` past the last field, `Err` when it is not UTF-8.
+    fn field(&self, index: usize) -> Option<Result<&str, std::str::Utf8Error>> {
+        match self {
+            Record::Bytes(bytes) => bytes.get(index).map(std::str::from_utf8),
+            Record::Text(text) => text.get(index).map(Ok),
+        }
     }
 }
 
@@ -462,11 +518,11 @@ fn read_any_record<R: Read>(
 }
 
 /// Applies the row rules to one record.
-fn check_record<'r>(record: &'r csv::ByteRecord, layout: &HeaderLayout, line: u64) -> Row<'r> {
+fn check_record<'r>(record: &'r Record, layout: &HeaderLayout, line: u64) -> Row<'r> {
     let readable_id = || {
         record
-            .get(layout.columns[Field::Id.index()])
-            .and_then(|raw| std::str::from_utf8(raw).ok())
+            .field(layout.columns[Field::Id.index()])
+            .and_then(Result::ok)
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .map(rules::excerpt)
@@ -487,10 +543,10 @@ fn check_record<'r>(record: &'r csv::ByteRecord, layout: &HeaderLayout, line: u6
     let mut values = [""; 10];
     let mut problems = Vec::new();
     for field in Field::ALL {
-        let raw = record
-            .get(layout.columns[field.index()])
-            .unwrap_or_default();
-        match std::str::from_utf8(raw) {
+        match record
+            .field(layout.columns[field.index()])
+            .unwrap_or(Ok(""))
+        {
             Ok(text) => values[field.index()] = text,
             Err(_) => problems.push(Problem {
                 field: Some(field),

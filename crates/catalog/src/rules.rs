@@ -223,7 +223,7 @@ pub(crate) fn excerpt(value: &str) -> String {
 pub fn validate<'r>(values: [&'r str; 10]) -> Result<Product<'r>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut text = |field: Field| -> &'r str {
-        let value = values[field.index()].trim();
+        let value = trim(values[field.index()]);
         if value.is_empty() {
             if field.required() {
                 problems.push(Problem {
@@ -340,9 +340,9 @@ fn one_of(
 
 /// Parses `25.99 USD` (and harmless variants: extra spaces, lower-case code).
 pub fn parse_price(value: &str) -> Result<Price<'_>, PriceProblem> {
-    let value = value.trim();
+    let value = trim(value);
     let (amount, code) = match value.split_once(char::is_whitespace) {
-        Some((amount, code)) => (amount, code.trim()),
+        Some((amount, code)) => (amount, trim(code)),
         None => (value, ""),
     };
     if amount.contains(',') || code.contains(',') {
@@ -357,7 +357,7 @@ pub fn parse_price(value: &str) -> Result<Price<'_>, PriceProblem> {
     }
     if !is_decimal(amount) {
         return Err(
-            if is_decimal(code) && currency::is_known(&amount.to_ascii_uppercase()) {
+            if is_decimal(code) && currency::known_upper(amount).is_some() {
                 PriceProblem::CodeFirst
             } else {
                 PriceProblem::NotANumber
@@ -367,13 +367,10 @@ pub fn parse_price(value: &str) -> Result<Price<'_>, PriceProblem> {
     if code.is_empty() {
         return Err(PriceProblem::MissingCurrency);
     }
-    let upper = code.to_ascii_uppercase();
-    if !currency::is_known(&upper) {
-        return Err(PriceProblem::UnknownCurrency);
+    match currency::known_upper(code) {
+        Some(currency) => Ok(Price { amount, currency }),
+        None => Err(PriceProblem::UnknownCurrency),
     }
-    let mut currency = [0u8; 3];
-    currency.copy_from_slice(upper.as_bytes());
-    Ok(Price { amount, currency })
 }
 
 /// Digits, optionally followed by `.` and at least one digit.
@@ -386,12 +383,93 @@ fn is_decimal(amount: &str) -> bool {
     digits(whole) && fraction.is_none_or(digits)
 }
 
+/// `value` without surrounding whitespace, exactly as [`str::trim`] would return it.
+///
+/// Nearly every field starts and ends with a visible ASCII character; checking the two end
+/// bytes settles that case without decoding characters, and anything else goes to `str::trim`.
+fn trim(value: &str) -> &str {
+    // `char::is_whitespace` for ASCII: space and `\t` through `\r` (which includes `\x0B`).
+    let kept = |b: &u8| b.is_ascii() && !matches!(b, b' ' | b'\t'..=b'\r');
+    match (value.as_bytes().first(), value.as_bytes().last()) {
+        (Some(first), Some(last)) if kept(first) && kept(last) => value,
+        _ => value.trim(),
+    }
+}
+
 /// An absolute `http` or `https` URL with a host.
 fn is_http_url(value: &str) -> bool {
+    is_plain_http_url(value) || parses_as_http_url(value)
+}
+
+/// The full check: what the WHATWG URL parser makes of `value`.
+fn parses_as_http_url(value: &str) -> bool {
     match url::Url::parse(value) {
         Ok(url) => matches!(url.scheme(), "http" | "https") && url.host().is_some(),
         Err(_) => false,
     }
+}
+
+/// Longest value [`is_plain_http_url`] decides alone; far above real URLs, far below the
+/// parser's 4 GiB position limit.
+const PLAIN_URL_MAX_BYTES: usize = 64 * 1024;
+
+/// True only for URLs of the everyday shape `http(s)://name.example/any/visible?ascii#text`,
+/// which the URL parser always accepts; `false` means "not sure", never "invalid".
+///
+/// The parser allocates and normalises the whole URL, and was a fifth of the transform
+/// for two URLs a row. Why this shape cannot fail to parse, following the URL Standard and the
+/// `url` and `idna` crates:
+/// - no control, space, non-ASCII or `\` byte anywhere, so nothing is stripped or re-read;
+/// - lower-case `http://` or `https://` then a host with no `@` (user info), `:` (port),
+///   `[` (IPv6) or `%` (percent-decoding), ending at the first `/`, `?` or `#`;
+/// - each host label starts with `a`-`z`, holds only `a`-`z`, `0`-`9` and `-`, does not end
+///   with `-` and has no `--` in its third and fourth places (no Punycode `xn--`): IDNA passes
+///   such labels through unchanged, and a last label starting with a letter is not an IPv4
+///   number;
+/// - after the host, the path, query and fragment parsers percent-encode and never fail.
+fn is_plain_http_url(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let Some(rest) = bytes
+        .strip_prefix(b"https://")
+        .or_else(|| bytes.strip_prefix(b"http://"))
+    else {
+        return false;
+    };
+    // Tested without branches so that the compiler vectorises it: URLs are long.
+    let visible = rest.iter().fold(true, |visible, &b| {
+        visible & b.is_ascii_graphic() & (b != b'\\')
+    });
+    if !visible || bytes.len() > PLAIN_URL_MAX_BYTES {
+        return false;
+    }
+    starts_with_plain_host(rest)
+}
+
+/// Whether `rest` starts with a host of plain labels, up to its end or a `/`, `?` or `#`:
+/// each label starts with `a`-`z`, holds only `a`-`z`, `0`-`9` and `-`, does not end with
+/// `-`, and has no `--` in its third and fourth places. See [`is_plain_http_url`].
+///
+/// One pass, byte by byte: splitting into labels and checking each took three.
+fn starts_with_plain_host(rest: &[u8]) -> bool {
+    // Bytes of the current label so far, and the byte before this one.
+    let mut label = 0;
+    let mut previous = b'.';
+    for &b in rest {
+        let fits = match b {
+            b'a'..=b'z' => true,
+            b'0'..=b'9' => label > 0,
+            b'-' => label > 0 && !(label == 3 && previous == b'-'),
+            b'.' => label > 0 && previous != b'-',
+            b'/' | b'?' | b'#' => break,
+            _ => false,
+        };
+        if !fits {
+            return false;
+        }
+        label = if b == b'.' { 0 } else { label + 1 };
+        previous = b;
+    }
+    label > 0 && previous != b'-'
 }
 
 #[cfg(test)]
@@ -563,6 +641,148 @@ mod tests {
                 vec![(Some(Field::ImageLink), "bad_url")],
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        let ends: Vec<String> = (0u8..0x80)
+            .map(char::from)
+            .chain(['\u{85}', '\u{a0}', '\u{2003}', '\u{3000}', 'é', '😀'])
+            .map(String::from)
+            .collect();
+        for first in &ends {
+            for last in &ends {
+                for middle in ["", "x", " "] {
+                    let value = format!("{first}{middle}{last}");
+                    assert_eq!(trim(&value), value.trim(), "{value:?}");
+                }
+            }
+            assert_eq!(trim(first), first.trim(), "{first:?}");
+        }
+        assert_eq!(trim(""), "");
+    }
+
+    #[test]
+    fn everyday_urls_take_the_fast_path_and_odd_ones_the_parser() {
+        for plain in [
+            "https://shop.example.com/products/sku-00000001",
+            "http://a.example",
+            "https://cdn.example.com/i/1-main.jpg?w=100&h=20#top",
+            "https://a1-b.example/%zz/../x",
+        ] {
+            assert!(is_plain_http_url(plain), "{plain}");
+        }
+        // Valid, but decided by the parser.
+        for odd in [
+            "HTTPS://Shop.Example/p",
+            "https://user@shop.example/",
+            "https://shop.example:8443/",
+            "https://192.0.2.1/",
+            "https://xn--bcher-kva.example/",
+            "https://bücher.example/",
+            "https://shop.example/a b",
+            "http:shop.example",
+        ] {
+            assert!(!is_plain_http_url(odd), "{odd}");
+            assert!(is_http_url(odd), "{odd}");
+        }
+        // Not URLs the parser accepts, and not taken by the fast path either.
+        for bad in [
+            "https://shop.123/",
+            "https://xn--a.example/",
+            "https://a..b/x",
+        ] {
+            assert!(!is_plain_http_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_url_fast_path_agrees_with_the_parser_on_tricky_pieces() {
+        let schemes = [
+            "http://",
+            "https://",
+            "HTTP://",
+            "http:/",
+            "http:",
+            "ftp://",
+            "https:///",
+        ];
+        let hosts = [
+            "a",
+            "a.b",
+            "shop.example.com",
+            "a-b.c",
+            "a--b.c",
+            "ab--c.d",
+            "abc--d.e",
+            "xn--a.b",
+            "xn--bcher-kva.example",
+            "a-.b",
+            "-a.b",
+            "1a.b",
+            "a.1b",
+            "a.b1",
+            "a.123",
+            "a.0x1",
+            "a..b",
+            ".a",
+            "a.",
+            "",
+            "a_b.c",
+            "A.b",
+            "a:80",
+            "a:",
+            "a@b",
+            "[::1]",
+            "a%2eb",
+            "é.b",
+            "a b",
+            "a\tb",
+        ];
+        let tails = [
+            "",
+            "/",
+            "/p/1",
+            "?q=1",
+            "#f",
+            "/a b",
+            "/\"<>`{}|^",
+            "/%zz",
+            "/..",
+            "\\x",
+            "/é",
+            " ",
+            "\n",
+            "?%",
+            "#%zz",
+        ];
+        let mut plain = 0;
+        for scheme in schemes {
+            for host in hosts {
+                for tail in tails {
+                    let url = format!("{scheme}{host}{tail}");
+                    if is_plain_http_url(&url) {
+                        plain += 1;
+                        assert!(parses_as_http_url(&url), "{url:?}");
+                    }
+                }
+            }
+        }
+        assert!(plain > 100, "only {plain} URLs took the fast path");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The fast path only ever says yes where the URL parser does.
+        #[test]
+        fn the_url_fast_path_never_accepts_what_the_parser_refuses(
+            url in "(https?|HTTP|ftp)(://|:/|:)[a-z0-9.:@%\\[\\]X-]{0,16}([/?#\\\\][ -~]{0,12})?"
+        ) {
+            if is_plain_http_url(&url) {
+                proptest::prop_assert!(parses_as_http_url(&url), "{}", url);
+            }
         }
     }
 
