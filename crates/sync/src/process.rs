@@ -1201,7 +1201,7 @@ impl FileProcessor {
         self.move_object(bucket, key, &rejected_key)
             .await
             .map_err(store_error)?;
-        self.forget(&checkpoint).await;
+        self.forget(checkpoint).await;
         warn!(
             key,
             run_id,
