@@ -2,6 +2,7 @@
 //! exports to a Meta catalog, and run the product's use cases off AWS (a local folder) or
 //! operate them on AWS (replay, poll, doctor).
 
+mod bench;
 mod check;
 mod demo;
 mod doctor;
@@ -77,6 +78,15 @@ enum Command {
     Emulator(graph_emulator::cli::EmulatorArgs),
     /// Write a realistic synthetic product export, to try catalog-sync or measure it.
     Generate(GenerateArgs),
+    /// Measure throughput and peak memory on generated files of several sizes, and the init
+    /// time and size of the compiled Lambda binaries; figures are printed, never checked.
+    ///
+    /// Each size is read in a fresh process, so its peak memory is its own. Build in release
+    /// first: cargo build --release -p catalog-sync -p sync-on-arrival -p poll-batch-status.
+    Bench(BenchArgs),
+    /// One measurement of `bench`, in its own process: prints one JSON line.
+    #[command(hide = true)]
+    BenchOne(BenchOneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +190,46 @@ struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Where to write; `-` for standard output.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Sizes to measure, in rows, comma-separated.
+    #[arg(
+        long,
+        value_name = "ROWS",
+        value_delimiter = ',',
+        default_value = "5000,100000,1000000",
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    rows: Vec<u64>,
+    /// Requests per items_batch call, 1 to 5000.
+    #[arg(long, default_value_t = catalog::DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
+    batch_size: usize,
+    /// Folder for the generated files, which are kept [default: a temporary folder, deleted
+    /// afterwards].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Folder holding the sync-on-arrival and poll-batch-status binaries [default: the folder
+    /// of this program, target/release under `cargo run --release`].
+    #[arg(long, value_name = "DIR")]
+    lambda_dir: Option<PathBuf>,
+    /// Init-time measurements per Lambda binary.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchOneArgs {
+    /// Requests per items_batch call, 1 to 5000.
+    #[arg(long, default_value_t = catalog::DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
+    batch_size: usize,
+    /// The product export to read.
     #[arg(value_name = "FILE")]
     file: PathBuf,
 }
@@ -293,6 +343,15 @@ fn main() -> ExitCode {
         Command::Status(args) => graph_cmds::status(&args.handles, &args.graph, args.json),
         Command::Emulator(args) => emulator(args),
         Command::Generate(args) => generate(&args),
+        Command::Bench(args) => bench::bench(bench::BenchOptions {
+            rows: args.rows,
+            batch_size: args.batch_size,
+            dir: args.dir,
+            lambda_dir: args.lambda_dir,
+            runs: args.runs,
+            json: args.json,
+        }),
+        Command::BenchOne(args) => bench::bench_one(&args.file, args.batch_size),
         Command::Demo(args) => demo::demo(args.dir),
         Command::Run(args) => run::run(run::RunOptions {
             root: args.root,

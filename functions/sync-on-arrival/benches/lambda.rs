@@ -1,15 +1,22 @@
 //! Figures for the compiled sync-on-arrival binary (printed, never asserted):
 //! time from process start to the first `/runtime/invocation/next` (what Lambda bills as
-//! init), binary size, and end-to-end time and peak memory for a 100,000-row file against
-//! moto and the Graph API emulator.
+//! init), binary size, and, for each size in `BENCH_ROWS` (comma-separated row counts,
+//! default 5000,100000,1000000), end-to-end time, throughput, batches and peak memory of a
+//! fresh Lambda process against moto and the Graph API emulator.
 //!
-//! Run with `cargo bench -p sync-on-arrival --bench lambda` (needs moto: `make tools`).
+//! Run with `cargo bench -p sync-on-arrival --bench lambda` (needs moto: `make tools`);
+//! `BENCH_ROWS=100000 cargo bench ...` for one size.
 
 use std::time::{Duration, Instant};
 
 use graph_emulator::{DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, GraphEmulator};
 use serde_json::json;
 use testkit::{LambdaProcess, MotoServer, Outcome, RuntimeApi, unique_name};
+
+/// Sizes run end to end when `BENCH_ROWS` is not set.
+const DEFAULT_ROWS: &str = "5000,100000,1000000";
+/// Lambda's longest timeout; the largest file must finish in one invocation to be measured.
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Peak resident memory of a process, from /proc (Linux), in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -75,10 +82,52 @@ fn main() {
         );
     }
 
-    let mut csv = Vec::new();
-    let bytes = catalog::synthetic::write_products(&mut csv, 100_000, 11).expect("generate");
-    let key = "data/bench-100k.csv";
-    runtime.block_on(moto.put_object(&landing, key, csv));
+    let sizes = bench_rows();
+    println!(
+        "end to end against moto + emulator, a fresh Lambda process per size (BENCH_ROWS={}):",
+        sizes
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for rows in sizes {
+        end_to_end(&runtime, &moto, binary, &env, &landing, rows);
+    }
+}
+
+/// Sizes to run end to end, from `BENCH_ROWS` (comma-separated row counts).
+fn bench_rows() -> Vec<u64> {
+    let list = std::env::var("BENCH_ROWS").unwrap_or_else(|_| DEFAULT_ROWS.to_owned());
+    list.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.replace('_', "").parse().unwrap_or_else(|_| {
+                panic!("BENCH_ROWS: {item:?} is not a row count; give numbers such as 5000,100000")
+            })
+        })
+        .collect()
+}
+
+/// Uploads a generated file of `rows` rows, invokes a fresh sync-on-arrival process on its
+/// S3 event and prints throughput, batches and the process's peak memory.
+fn end_to_end(
+    runtime: &tokio::runtime::Runtime,
+    moto: &MotoServer,
+    binary: &str,
+    env: &[(String, String)],
+    landing: &str,
+    rows: u64,
+) {
+    let key = format!("data/bench-{rows}.csv");
+    let bytes = {
+        // Dropped once uploaded, so the 1,000,000-row file is not held during the run.
+        let mut csv = Vec::new();
+        let bytes = catalog::synthetic::write_products(&mut csv, rows, 11).expect("generate");
+        runtime.block_on(moto.put_object(landing, &key, csv));
+        bytes
+    };
     let event = json!({"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
         "eventTime": "2026-01-01T00:00:00.000Z", "eventName": "ObjectCreated:Put",
@@ -89,25 +138,29 @@ fn main() {
                "object": {"key": key, "size": bytes, "eTag": "x", "sequencer": "1"}}
     }]});
     let api = RuntimeApi::start();
-    let process = LambdaProcess::spawn(binary, &api, &env);
+    let process = LambdaProcess::spawn(binary, &api, env);
     let started = Instant::now();
-    let invocation = api.invoke_blocking(event, Duration::from_secs(600));
+    let invocation = api.invoke_blocking(event, INVOCATION_TIMEOUT);
     let elapsed = started.elapsed();
+    // Read before the process is killed (on drop): the high-water mark of its whole life.
     let peak = peak_rss_kib(process.pid());
+    let seconds = elapsed.as_secs_f64().max(1e-9);
     match &invocation.outcome {
         Outcome::Response(summary) => println!(
-            "100,000 rows ({:.1} MB) end to end against moto + emulator: {elapsed:.2?} ({:.0} rows/s), {} batches, {} products sent, peak RSS {}",
+            "  {rows:>9} rows ({:.1} MB): {elapsed:.2?}, {:.0} rows/s, {:.1} MB/s, {} batches, {} products sent, {} archived, peak RSS {}",
             bytes as f64 / 1e6,
-            100_000.0 / elapsed.as_secs_f64(),
+            rows as f64 / seconds,
+            bytes as f64 / 1e6 / seconds,
             summary["batches"],
             summary["counts"]["sent"],
+            summary["archived"].as_array().map_or(0, Vec::len),
             peak.map_or_else(
                 || "unknown".to_owned(),
                 |kib| format!("{:.1} MiB", kib as f64 / 1024.0)
             ),
         ),
         Outcome::Error { error_type, body } => {
-            println!("100,000-row run failed: {error_type}: {body}")
+            println!("  {rows:>9} rows: failed after {elapsed:.2?}: {error_type}: {body}")
         }
     }
 }
