@@ -216,7 +216,8 @@ mod tests {
     }
 
     /// serde's messages quote the value that did not fit, so a server echoing the token into a
-    /// mistyped field put it into the error (the fuzz target `graph_response` checks any answer).
+    /// mistyped field put it into the error. Found by the fuzz target `graph_response` (its
+    /// input is kept as `fuzz/corpus/graph_response/crash-app-secret-in-shape-error`).
     #[test]
     fn shape_errors_never_quote_a_secret() {
         let echoed = serde_json::Value::String(TOKEN.to_owned());
