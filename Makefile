@@ -71,9 +71,11 @@ fuzz-replay:
 	$(CARGO) test -p catalog-sync-fuzz
 
 ## Fuzzes each target of fuzz/fuzz_targets/ for FUZZ_SECONDS with cargo-fuzz on the stable
-## toolchain (RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags), adding what it finds interesting to
-## fuzz/corpus/<target>/; a crash stops the run with its input in fuzz/artifacts/<target>/. The
-## build lives in fuzz/target/; the release profile's LTO and stripping are turned off for it.
+## toolchain (RUSTC_BOOTSTRAP=1 unlocks the sanitizer flags), starting from fuzz/corpus/<target>/;
+## a crash stops the run with its input in fuzz/artifacts/<target>/. What the run found is then
+## merged into fuzz/corpus/<target>/: only inputs that reach code the corpus does not (libFuzzer's
+## set-cover merge on edges), so the corpus stays small. The build and the run's own corpus live
+## in fuzz/target/; the release profile's LTO and stripping are turned off for the build.
 ## Not part of `make test`. E.g. make fuzz FUZZ_TARGETS=csv_pipeline FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= csv_pipeline lambda_events graph_response
@@ -83,7 +85,12 @@ FUZZ_ENV := RUSTC_BOOTSTRAP=1 PATH="$(TOOLS_DIR)/cargo/bin:$$PATH" \
 fuzz:
 	bash infra/install-cargo-tool.sh cargo-fuzz $(CARGO_FUZZ_VERSION)
 	for t in $(FUZZ_TARGETS); do \
+	  run="fuzz/target/corpus-run/$$t"; rm -rf "$$run"; mkdir -p "$$run" "fuzz/corpus/$$t"; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  $(FUZZ_ENV) $(CARGO) fuzz run --target-dir fuzz/target "$$t" -- \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
+	  $(FUZZ_ENV) $(CARGO) fuzz run --target-dir fuzz/target "$$t" "$$run" "fuzz/corpus/$$t" -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 $(FUZZ_ARGS) || exit 1; \
+	  $(FUZZ_ENV) $(CARGO) fuzz run --target-dir fuzz/target "$$t" "fuzz/corpus/$$t" "$$run" -- \
+	    -set_cover_merge=1 -use_counters=0 -use_cmp=0 >"$$run.merge.log" 2>&1 \
+	    || { tail -n 20 "$$run.merge.log" >&2; echo "fuzz: merging into fuzz/corpus/$$t failed" >&2; exit 1; }; \
+	  echo "fuzz: $$t: $$(grep -E '^MERGE-OUTER: [0-9]+ new files' "$$run.merge.log")"; \
 	done
