@@ -181,6 +181,8 @@ enum Tripped {
 /// a limit can be enforced without forking the parser.
 struct Metered<R> {
     inner: R,
+    /// Bytes still to hand out before `inner`'s (see [`ProductReader::resume`]).
+    lead: &'static [u8],
     consumed: u64,
     record_start: u64,
     max_file_bytes: u64,
@@ -201,11 +203,21 @@ impl<R: Read> Read for Metered<R> {
             self.tripped = Some(limit);
             return Err(io::Error::other("catalog-sync input limit reached"));
         }
+        if !self.lead.is_empty() {
+            let n = self.lead.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.lead[..n]);
+            self.lead = &self.lead[n..];
+            self.consumed += n as u64;
+            return Ok(n);
+        }
         let n = self.inner.read(buf)?;
         self.consumed += n as u64;
         Ok(n)
     }
 }
+
+/// What a resumed parser reads before the rest of the file: one blank record.
+const RESUME_LEAD: &[u8] = b" \n";
 
 /// Size of the parser's read buffer; also the slack allowed over the record limit.
 const BUFFER_BYTES: usize = 64 * 1024;
@@ -298,7 +310,7 @@ impl<R: Read> ProductReader<R> {
 
     /// Reads and checks the header.
     pub fn with_limits(reader: R, limits: ReaderLimits) -> Result<Self, FileError> {
-        let mut csv = Self::parser(reader, limits);
+        let mut csv = Self::parser(reader, limits, b"");
         let mut header = csv::ByteRecord::new();
         if !read_record(&mut csv, &mut header, &limits, 1)? {
             return Err(FileError::Empty);
@@ -322,14 +334,19 @@ impl<R: Read> ProductReader<R> {
         at: Position,
         limits: ReaderLimits,
     ) -> ProductReader<R> {
+        // The parser drops a byte-order mark at the start of its input, so a row that begins
+        // with one would lose it when reading resumes there, and read differently than
+        // straight through (found by fuzzing). A blank record handed out first, and skipped
+        // like any blank line, keeps such a row as it is; the base accounts for its bytes and
+        // line, so positions and line numbers stay those of the file.
         ProductReader {
-            csv: Self::parser(reader, limits),
+            csv: Self::parser(reader, limits, RESUME_LEAD),
             layout,
             limits,
             record: None,
             base: Position {
-                line: at.line.saturating_sub(1),
-                byte: at.byte,
+                line: at.line.saturating_sub(2),
+                byte: at.byte.saturating_sub(RESUME_LEAD.len() as u64),
                 rows: at.rows,
             },
             rows: at.rows,
@@ -337,9 +354,10 @@ impl<R: Read> ProductReader<R> {
         }
     }
 
-    fn parser(reader: R, limits: ReaderLimits) -> csv::Reader<Metered<R>> {
+    fn parser(reader: R, limits: ReaderLimits, lead: &'static [u8]) -> csv::Reader<Metered<R>> {
         let metered = Metered {
             inner: reader,
+            lead,
             consumed: 0,
             record_start: 0,
             max_file_bytes: limits.max_file_bytes,

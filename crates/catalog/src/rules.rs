@@ -403,6 +403,11 @@ fn is_http_url(value: &str) -> bool {
 
 /// The full check: what the WHATWG URL parser makes of `value`.
 fn parses_as_http_url(value: &str) -> bool {
+    // The parser silently drops control characters (and tabs and line breaks inside), so a
+    // link holding them would pass and be sent to Meta as written (found by fuzzing).
+    if value.bytes().any(|b| b.is_ascii_control()) {
+        return false;
+    }
     match url::Url::parse(value) {
         Ok(url) => matches!(url.scheme(), "http" | "https") && url.host().is_some(),
         Err(_) => false,
