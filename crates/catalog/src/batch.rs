@@ -200,8 +200,8 @@ struct Slot {
 /// Meta ignores *every* copy of an id repeated within one call, so duplicates are resolved
 /// here: the later row replaces an earlier one still in the open batch; if the earlier one
 /// already left in a completed batch, the later row goes in a later batch and overrides it.
-/// Duplicate detection keeps 16 bytes per distinct id (a 64-bit keyed hash and the row),
-/// never the row itself.
+/// Duplicate detection keeps a 64-bit keyed hash and the row of each distinct id (16 bytes a
+/// slot, 20 to 25 bytes an id), never the row itself.
 pub struct Batcher {
     limits: BatchLimits,
     mapping: ProductTypeMapping,
