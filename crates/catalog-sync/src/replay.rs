@@ -66,13 +66,7 @@ enum Origin {
 
 async fn replay_async(options: ReplayOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
-    let choice = if options.emulator {
-        CatalogChoice::Emulator {
-            keep_other_settings: true,
-        }
-    } else {
-        CatalogChoice::Configured
-    };
+    let choice = CatalogChoice::from_flag(options.emulator);
     let storage = Storage::from_root(options.root.clone());
     let wired = setup::wire(storage, choice, Requirements::PollFunction).await?;
     wired.preflight().await?;

@@ -81,13 +81,7 @@ struct Tally {
 
 async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
-    let choice = if options.emulator {
-        CatalogChoice::Emulator {
-            keep_other_settings: true,
-        }
-    } else {
-        CatalogChoice::Configured
-    };
+    let choice = CatalogChoice::from_flag(options.emulator);
     let wired = setup::wire(
         Storage::Local(options.root.clone()),
         choice,

@@ -47,6 +47,20 @@ pub enum CatalogChoice {
     },
 }
 
+impl CatalogChoice {
+    /// What `--emulator` asks for: the emulator with the environment's other settings, or the
+    /// configured catalog.
+    pub fn from_flag(emulator: bool) -> Self {
+        if emulator {
+            CatalogChoice::Emulator {
+                keep_other_settings: true,
+            }
+        } else {
+            CatalogChoice::Configured
+        }
+    }
+}
+
 /// Everything a command needs to run the use cases.
 pub struct Wired {
     /// The configuration in force (for the emulator: its catalog, token and address).
@@ -90,7 +104,7 @@ impl Wired {
 
     /// Where `key` of `bucket` is, as a person would look for it.
     pub fn location(&self, bucket: &str, key: &str) -> String {
-        location(&self.storage, bucket, key)
+        self.services.store.location(bucket, key)
     }
 
     /// Proves the token and catalog before any file is touched.
@@ -105,14 +119,6 @@ impl Wired {
                 error.what_to_do()
             ),
         }
-    }
-}
-
-/// Where `key` of `bucket` is: `s3://bucket/key`, or the file in the local folder.
-pub fn location(storage: &Storage, bucket: &str, key: &str) -> String {
-    match storage {
-        Storage::Aws => format!("s3://{bucket}/{key}"),
-        Storage::Local(root) => root.join(bucket).join(key).display().to_string(),
     }
 }
 

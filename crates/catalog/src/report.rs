@@ -77,15 +77,3 @@ impl From<&Superseded> for RowIssue {
         }
     }
 }
-
-impl RowIssue {
-    /// One line for a terminal or an email: `line 7 (id SKU-7): price "$5" contains ...`.
-    pub fn summary_line(&self) -> String {
-        let id = self
-            .id
-            .as_deref()
-            .map_or_else(String::new, |id| format!(" (id {id})"));
-        let reasons: Vec<&str> = self.problems.iter().map(|p| p.message.as_str()).collect();
-        format!("line {}{id}: {}", self.line, reasons.join("; "))
-    }
-}

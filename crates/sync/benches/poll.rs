@@ -239,7 +239,7 @@ async fn bench() {
                     catalog: catalog.clone(),
                     alerts: Arc::new(NoAlerts),
                     clock: Arc::new(SystemClock),
-                    continuations: Arc::new(sync::progress::MemoryQueue::new()),
+                    continuations: Arc::new(sync::progress::NoQueue),
                 },
                 PollSettings {
                     sweep: None,

@@ -300,6 +300,10 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.enter(Op::List, bucket, prefix)?;
         self.inner.list(bucket, prefix, next).await
     }
+
+    fn location(&self, bucket: &str, key: &str) -> String {
+        self.inner.location(bucket, key)
+    }
 }
 
 /// A body that passes `left` bytes through and then fails, like a connection reset mid-way.

@@ -341,6 +341,10 @@ impl ObjectStore for LocalStore {
         })
         .await
     }
+
+    fn location(&self, bucket: &str, key: &str) -> String {
+        self.root.join(bucket).join(key).display().to_string()
+    }
 }
 
 /// Alerts for local runs: printed to the terminal (stderr) and appended to a log file.

@@ -679,8 +679,18 @@ impl Poller {
             .await;
     }
 
+    fn file_label(&self, record: &PendingRecord) -> String {
+        match (record.source_bucket.as_str(), record.source_key.as_str()) {
+            (_, "") => "(unknown file: pending record was unreadable)".to_owned(),
+            ("", key) => key.to_owned(),
+            (bucket, key) => self.services.store.location(bucket, key),
+        }
+    }
+
     fn synced_url(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.settings.layout.synced_bucket)
+        self.services
+            .store
+            .location(&self.settings.layout.synced_bucket, key)
     }
 
     /// `batch_errors` or `batch_warnings` for the verdicts of this run, or `None` when every
@@ -758,7 +768,7 @@ impl Poller {
         // Per source file: errors / warnings / batches.
         let mut files: BTreeMap<String, FileTally> = BTreeMap::new();
         for verdict in &problems {
-            let tally = files.entry(file_label(&verdict.record)).or_default();
+            let tally = files.entry(self.file_label(&verdict.record)).or_default();
             tally.batches += 1;
             tally.errors += verdict.errors_total;
             tally.warnings += verdict.warnings_total;
@@ -1117,14 +1127,6 @@ fn state_name(state: BatchState) -> &'static str {
         BatchState::Canceled => "canceled",
         BatchState::Error => "error",
         BatchState::InProgress => "in progress",
-    }
-}
-
-fn file_label(record: &PendingRecord) -> String {
-    match (record.source_bucket.as_str(), record.source_key.as_str()) {
-        (_, "") => "(unknown file: pending record was unreadable)".to_owned(),
-        ("", key) => key.to_owned(),
-        (bucket, key) => format!("s3://{bucket}/{key}"),
     }
 }
 

@@ -103,8 +103,9 @@ fn hint_suffix(kind: StoreErrorKind) -> &'static str {
 pub trait ObjectStore: Send + Sync {
     /// The object's metadata, or `None` if it does not exist.
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
-    /// Streams the object from byte `from`, or `None` if it does not exist. With `if_match`,
-    /// fails with [`StoreErrorKind::Changed`] if the object's ETag differs.
+    /// Streams the object from byte `from` (an empty stream when `from` is its size), or
+    /// `None` if it does not exist. With `if_match`, fails with [`StoreErrorKind::Changed`] if
+    /// the object's ETag differs.
     async fn get(
         &self,
         bucket: &str,
@@ -131,6 +132,10 @@ pub trait ObjectStore: Send + Sync {
         prefix: &str,
         next: Option<String>,
     ) -> Result<ListPage, StoreError>;
+    /// Where a person finds the object, for reports, alerts and messages.
+    fn location(&self, bucket: &str, key: &str) -> String {
+        format!("s3://{bucket}/{key}")
+    }
 }
 
 /// Reads a whole, small object (records and reports), or `None` if it does not exist.

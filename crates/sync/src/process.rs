@@ -19,8 +19,7 @@ use tracing::{info, warn};
 use crate::alert::{AlertBuilder, AlertKind, Sample};
 use crate::keys::{self, Layout};
 use crate::ports::{
-    AlertSink, CatalogApi, Clock, ObjectBody, ObjectInfo, ObjectStore, Payload, StoreError,
-    read_small,
+    AlertSink, CatalogApi, Clock, ObjectInfo, ObjectStore, Payload, StoreError, read_small,
 };
 use crate::progress::{
     self, Checkpoint, Continuation, ContinuationQueue, ContinueReason, ProgressState, ResumeAt,
@@ -139,52 +138,41 @@ pub enum FileOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// Meta refused or could not be reached after retries.
-    #[error("s3://{bucket}/{key}: sending to Meta failed after {batches_sent} batch(es): {error}. {}", .error.what_to_do())]
+    #[error("{file}: sending to Meta failed after {batches_sent} batch(es): {error}. {}", .error.what_to_do())]
     SendFailed {
-        /// Landing bucket.
-        bucket: String,
-        /// The file.
-        key: String,
+        /// Where the file is (an S3 URL, or a path for a local folder).
+        file: String,
         /// Batches accepted before the failure (their handles are pending).
         batches_sent: usize,
         /// Why.
         error: GraphError,
     },
     /// Reading or writing storage failed.
-    #[error("s3://{bucket}/{key}: {source}")]
+    #[error("{file}: {source}")]
     Store {
-        /// Landing bucket.
-        bucket: String,
-        /// The file.
-        key: String,
+        /// Where the file is.
+        file: String,
         /// Why.
         source: StoreError,
     },
-    /// Internal failure (a worker thread died or a request could not be serialised).
-    #[error("s3://{bucket}/{key}: {message}")]
+    /// Internal failure (a worker thread died or a temporary file could not be used).
+    #[error("{file}: {message}")]
     Internal {
-        /// Landing bucket.
-        bucket: String,
-        /// The file.
-        key: String,
+        /// Where the file is.
+        file: String,
         /// Why.
         message: String,
     },
 }
 
 impl ProcessError {
-    fn store(bucket: &str, key: &str, source: StoreError) -> Self {
-        ProcessError::Store {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            source,
-        }
+    fn store(file: String, source: StoreError) -> Self {
+        ProcessError::Store { file, source }
     }
 
-    fn internal(bucket: &str, key: &str, message: impl Into<String>) -> Self {
+    fn internal(file: String, message: impl Into<String>) -> Self {
         ProcessError::Internal {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
+            file,
             message: message.into(),
         }
     }
@@ -353,7 +341,7 @@ impl FileProcessor {
                 key: key.to_owned(),
             });
         };
-        let store_error = |source| ProcessError::store(bucket, key, source);
+        let store_error = |source| ProcessError::store(self.at(bucket, key), source);
         let store = self.services.store.as_ref();
         let synced = layout.synced_bucket.as_str();
         let Some(info) = store.head(bucket, key).await.map_err(store_error)? else {
@@ -440,7 +428,7 @@ impl FileProcessor {
         );
 
         let (mut spool, mut spool_reader) = RowSpool::on_disk()
-            .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
+            .map_err(|error| ProcessError::internal(self.at(bucket, key), spool_failure(&error)))?;
         if info.size > self.settings.reader_limits.max_file_bytes {
             let mut parsed = Parsed::nothing(spool, &checkpoint);
             parsed.file_error = Some(FileError::FileTooLarge {
@@ -453,12 +441,6 @@ impl FileProcessor {
         }
         let from = checkpoint.resume_at.as_ref().map_or(0, |at| at.byte);
         let opened = match self.restore_spool(&mut spool, &checkpoint).await {
-            // Every byte was read before (the last attempt stopped while finishing): there is
-            // nothing to download, and S3 refuses a range that starts at the end.
-            Ok(()) if from >= info.size && from > 0 => Ok(Some((
-                info.clone(),
-                Box::pin(tokio::io::empty()) as ObjectBody,
-            ))),
             Ok(()) => store
                 .get(bucket, key, from, info.etag.as_deref())
                 .await
@@ -508,11 +490,14 @@ impl FileProcessor {
         }
         drop(batch_rx);
         let parsed = parser.await.map_err(|error| {
-            ProcessError::internal(bucket, key, format!("the parsing thread failed: {error}"))
+            ProcessError::internal(
+                self.at(bucket, key),
+                format!("the parsing thread failed: {error}"),
+            )
         })?;
         if let Some(message) = parsed.internal_error.clone() {
             self.release(checkpoint).await;
-            return Err(ProcessError::internal(bucket, key, message));
+            return Err(ProcessError::internal(self.at(bucket, key), message));
         }
         match stop {
             Some(Stop::Store(error)) => {
@@ -539,7 +524,7 @@ impl FileProcessor {
                     .unwrap_or_default();
                 Err(store_error(StoreError {
                     operation: "GetObject",
-                    location: format!("s3://{bucket}/{key}"),
+                    location: self.at(bucket, key),
                     kind: crate::ports::StoreErrorKind::Other,
                     message: format!(
                         "{message}; the file stays in the landing folder and the next attempt resumes from its checkpoint"
@@ -581,11 +566,11 @@ impl FileProcessor {
         for part in &checkpoint.spool_parts {
             let bytes = read_small(self.services.store.as_ref(), synced, part)
                 .await
-                .map_err(|error| ProcessError::store(bucket, key, error))?
+                .map_err(|error| ProcessError::store(self.at(bucket, key), error))?
                 .unwrap_or_default();
-            spool
-                .write_stored(&bytes)
-                .map_err(|error| ProcessError::internal(bucket, key, spool_failure(&error)))?;
+            spool.write_stored(&bytes).map_err(|error| {
+                ProcessError::internal(self.at(bucket, key), spool_failure(&error))
+            })?;
         }
         spool.restored(&checkpoint.spool);
         Ok(())
@@ -840,7 +825,7 @@ impl FileProcessor {
         let synced = &self.settings.layout.synced_bucket;
         progress::save(self.services.store.as_ref(), synced, &checkpoint)
             .await
-            .map_err(|error| ProcessError::store(run.bucket, run.key, error))?;
+            .map_err(|error| ProcessError::store(self.at(run.bucket, run.key), error))?;
         self.schedule(&checkpoint, reason, wait).await;
         info!(
             key = run.key,
@@ -981,6 +966,11 @@ impl FileProcessor {
         Ok(())
     }
 
+    /// Where a person finds `bucket`/`key` (an S3 URL, or a path for a local folder).
+    fn at(&self, bucket: &str, key: &str) -> String {
+        self.services.store.location(bucket, key)
+    }
+
     fn now_rfc3339(&self) -> String {
         self.services
             .clock
@@ -1099,11 +1089,11 @@ impl FileProcessor {
             &parsed,
             &sent,
             ReportStatus::Archived,
-            format!("s3://{bucket}/{archive_key}"),
+            self.at(bucket, &archive_key),
             None,
         );
         let samples: Vec<RowIssue> = parsed.spool.samples().to_vec();
-        let store_error = |source| ProcessError::store(bucket, key, source);
+        let store_error = |source| ProcessError::store(self.at(bucket, key), source);
         let report_key = self
             .store_report(run, &report, parsed.spool, None)
             .await
@@ -1130,18 +1120,19 @@ impl FileProcessor {
                 format!("{} of {} rows rejected in {key}", counts.rejected + counts.refused_by_meta, counts.rows_read),
             )
             .what_happened(format!(
-                "catalog-sync sent {} products from s3://{bucket}/{key} to catalog {}; {} rows were rejected and not sent.",
+                "catalog-sync sent {} products from {} to catalog {}; {} rows were rejected and not sent.",
                 counts.sent,
+                self.at(bucket, key),
                 report.catalog_id,
                 counts.rejected + counts.refused_by_meta
             ))
-            .fact("File", format!("s3://{bucket}/{key} (now s3://{bucket}/{archive_key})"))
+            .fact("File", format!("{} (now {})", self.at(bucket, key), self.at(bucket, &archive_key)))
             .fact("Rows read", counts.rows_read)
             .fact("Products sent", counts.sent)
             .fact("Rows rejected by the CSV rules", counts.rejected)
             .fact("Products refused by Meta when sent", counts.refused_by_meta)
             .fact("Duplicates superseded", counts.superseded)
-            .key(format!("s3://{synced}/{report_key}"))
+            .key(self.at(synced, &report_key))
             .next_steps("Fix the listed rows in the source database; they are sent with the next export that includes them. The report lists every rejected row with its line and reason.");
             for issue in samples
                 .iter()
@@ -1189,10 +1180,10 @@ impl FileProcessor {
             &parsed,
             &sent,
             ReportStatus::Rejected,
-            format!("s3://{bucket}/{rejected_key}"),
+            self.at(bucket, &rejected_key),
             Some(failure.clone()),
         );
-        let store_error = |source| ProcessError::store(bucket, key, source);
+        let store_error = |source| ProcessError::store(self.at(bucket, key), source);
         let beside = keys::report_beside(&rejected_key);
         let report_key = self
             .store_report(run, &report, parsed.spool, Some((bucket, beside.clone())))
@@ -1213,16 +1204,21 @@ impl FileProcessor {
         let mut builder =
             AlertBuilder::new(AlertKind::FileRejected, format!("file rejected: {key}"))
                 .what_happened(format!(
-                    "catalog-sync could not use s3://{bucket}/{key}: {}",
+                    "catalog-sync could not use {}: {}",
+                    self.at(bucket, key),
                     failure.message
                 ))
                 .fact(
                     "File",
-                    format!("s3://{bucket}/{key} (moved to s3://{bucket}/{rejected_key})"),
+                    format!(
+                        "{} (moved to {})",
+                        self.at(bucket, key),
+                        self.at(bucket, &rejected_key)
+                    ),
                 )
                 .fact("Problem", &failure.code)
-                .key(format!("s3://{bucket}/{beside}"))
-                .key(format!("s3://{synced}/{report_key}"))
+                .key(self.at(bucket, &beside))
+                .key(self.at(synced, &report_key))
                 .next_steps(failure.what_to_do.clone());
         if !sent.batches.is_empty() {
             builder = builder.fact(
@@ -1253,7 +1249,7 @@ impl FileProcessor {
     ) -> Result<String, ProcessError> {
         let bucket = checkpoint.source_bucket.as_str();
         let key = checkpoint.source_key.as_str();
-        let store_error = |source| ProcessError::store(bucket, key, source);
+        let store_error = |source| ProcessError::store(self.at(bucket, key), source);
         let layout = &self.settings.layout;
         let relative = layout.landing_relative(key).unwrap_or(key);
         let failed_key = layout.failed_key(relative);
@@ -1290,7 +1286,7 @@ impl FileProcessor {
             &parsed,
             &sent,
             ReportStatus::Failed,
-            format!("s3://{bucket}/{failed_key}"),
+            self.at(bucket, &failed_key),
             Some(failure.clone()),
         );
         let beside = keys::report_beside(&failed_key);
@@ -1314,16 +1310,18 @@ impl FileProcessor {
             format!("gave up on {key}; moved to {}", layout.failed_prefix),
         )
         .what_happened(format!(
-            "catalog-sync could not finish s3://{bucket}/{key}: {}. It was moved to s3://{bucket}/{failed_key} so it no longer waits unseen in the landing folder.",
-            failure.message
+            "catalog-sync could not finish {}: {}. It was moved to {} so it no longer waits unseen in the landing folder.",
+            self.at(bucket, key),
+            failure.message,
+            self.at(bucket, &failed_key)
         ))
-        .fact("File", format!("s3://{bucket}/{failed_key}"))
+        .fact("File", self.at(bucket, &failed_key))
         .fact("Attempts", checkpoint.invocations)
         .fact("Re-drives by the poller", checkpoint.redrives)
         .fact("Batches accepted before giving up", sent.batches.len())
         .fact("Products accepted before giving up", sent.items)
-        .key(format!("s3://{bucket}/{beside}"))
-        .key(format!("s3://{synced}/{report_key}"))
+        .key(self.at(bucket, &beside))
+        .key(self.at(synced, &report_key))
         .next_steps(failure.what_to_do.clone())
         .build();
         self.publish(alert).await;
@@ -1355,7 +1353,7 @@ impl FileProcessor {
             &parsed,
             &sent,
             ReportStatus::SendFailed,
-            format!("s3://{bucket}/{key}"),
+            self.at(bucket, key),
             Some(failure.clone()),
         );
         // The report is worth having, but the send failure is the error to return.
@@ -1385,8 +1383,8 @@ impl FileProcessor {
             )
         };
         let mut builder = AlertBuilder::new(kind, headline)
-            .what_happened(format!("catalog-sync could not send s3://{bucket}/{key} to catalog {}: {}", report.catalog_id, failure.message))
-            .fact("File", format!("s3://{bucket}/{key} (left in place)"))
+            .what_happened(format!("catalog-sync could not send {} to catalog {}: {}", self.at(bucket, key), report.catalog_id, failure.message))
+            .fact("File", format!("{} (left in place)", self.at(bucket, key)))
             .fact("Batches accepted before the failure", sent.batches.len())
             .fact("Products accepted before the failure", sent.items)
             .next_steps(if token {
@@ -1396,12 +1394,11 @@ impl FileProcessor {
                 format!("{} The file stays in the landing folder; Lambda retries it, and you can re-send it with catalog-sync replay.", failure.what_to_do)
             });
         if let Some(report_key) = &report_key {
-            builder = builder.key(format!("s3://{synced}/{report_key}"));
+            builder = builder.key(self.at(synced, report_key));
         }
         self.publish(builder.build()).await;
         Err(ProcessError::SendFailed {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
+            file: self.at(bucket, key),
             batches_sent: sent.batches.len(),
             error,
         })

@@ -8,8 +8,6 @@
 //! flight, which Meta treats as a harmless upsert. A follow-up invocation resumes from it; a
 //! changed ETag means the file was replaced, and the new version starts over.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -366,8 +364,8 @@ pub struct QueueError {
     pub message: String,
 }
 
-/// Where follow-up invocations are requested: an SQS queue feeding sync-on-arrival on AWS, an
-/// in-process queue for local runs.
+/// Where follow-up invocations are requested: an SQS queue feeding sync-on-arrival on AWS, a
+/// rescan of the landing folder for local runs ([`crate::local::RescanQueue`]).
 #[async_trait]
 pub trait ContinuationQueue: Send + Sync {
     /// Asks for `continuation` to be processed after `delay`.
@@ -396,56 +394,6 @@ impl ContinuationQueue for NoQueue {
             delay_s = delay.as_secs(),
             "no continuation queue configured (CONTINUE_QUEUE_URL); the poller's sweep will re-drive the file"
         );
-        Ok(())
-    }
-}
-
-/// An in-process queue, drained by the local runner.
-#[derive(Debug, Default)]
-pub struct MemoryQueue {
-    entries: Mutex<VecDeque<(Continuation, tokio::time::Instant)>>,
-}
-
-impl MemoryQueue {
-    /// An empty queue.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes every continuation, each with the time it becomes due.
-    pub fn drain(&self) -> Vec<(Continuation, tokio::time::Instant)> {
-        self.entries
-            .lock()
-            .map(|mut entries| entries.drain(..).collect())
-            .unwrap_or_default()
-    }
-
-    /// Continuations waiting.
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    /// True when nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[async_trait]
-impl ContinuationQueue for MemoryQueue {
-    async fn schedule(
-        &self,
-        continuation: &Continuation,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        let due = tokio::time::Instant::now() + delay;
-        self.entries
-            .lock()
-            .map_err(|_| QueueError {
-                key: continuation.key.clone(),
-                message: "the queue's lock was poisoned".to_owned(),
-            })?
-            .push_back((continuation.clone(), due));
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ use sync::aws::{S3Store, SnsAlerts};
 use sync::faults::{FaultyAlerts, FaultyStore, Op};
 use sync::ports::Clock;
 use sync::process::{FileOutcome, FileProcessor, ProcessError, Services};
-use sync::progress::MemoryQueue;
+use sync::progress::NoQueue;
 use testkit::unique_name;
 use time::OffsetDateTime;
 
@@ -97,7 +97,7 @@ async fn harness(batch_size: usize, alert_failures: usize) -> Harness {
         catalog: Arc::new(catalog),
         alerts: alerts.clone(),
         clock: clock.clone(),
-        continuations: Arc::new(MemoryQueue::new()),
+        continuations: Arc::new(NoQueue),
     };
     let settings = stack.settings(batch_size, Duration::from_millis(100));
     Harness {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sync::aws::S3Store;
 use sync::ports::SystemClock;
 use sync::process::{FileOutcome, FileProcessor, Services};
-use sync::progress::MemoryQueue;
+use sync::progress::NoQueue;
 
 mod common;
 
@@ -44,7 +44,7 @@ async fn harness() -> Harness {
         catalog: Arc::new(catalog),
         alerts: Arc::new(sync::alert::LogAlerts),
         clock: Arc::new(SystemClock),
-        continuations: Arc::new(MemoryQueue::new()),
+        continuations: Arc::new(NoQueue),
     };
     let settings = stack.settings(3000, Duration::from_secs(1));
     Harness {

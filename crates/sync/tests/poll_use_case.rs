@@ -222,7 +222,7 @@ impl World {
             catalog: self.catalog.clone(),
             alerts: self.alerts.clone(),
             clock: Arc::new(FixedClock(self.now)),
-            continuations: Arc::new(sync::progress::MemoryQueue::new()),
+            continuations: Arc::new(sync::progress::NoQueue),
         };
         Poller::new(
             services,

@@ -71,7 +71,7 @@ async fn harness(batch_size: usize) -> Harness {
         catalog: Arc::new(catalog),
         alerts: Arc::new(SnsAlerts::new(moto.sns_client(), topic)),
         clock: Arc::new(SystemClock),
-        continuations: Arc::new(sync::progress::MemoryQueue::new()),
+        continuations: Arc::new(sync::progress::NoQueue),
     };
     let layout = Layout {
         landing_bucket: landing.clone(),

@@ -63,6 +63,26 @@ where
     }
 }
 
+/// What S3 says of an object, from a head, a get or a listing.
+fn object_info(
+    key: &str,
+    size: Option<i64>,
+    etag: Option<&str>,
+    last_modified: Option<&aws_sdk_s3::primitives::DateTime>,
+) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size: size.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+        etag: etag.map(str::to_owned),
+        last_modified: to_time(last_modified),
+    }
+}
+
+/// The whole object's size from a ranged answer's `Content-Range: bytes a-b/size`.
+fn range_total(content_range: Option<&str>) -> Option<i64> {
+    content_range?.rsplit_once('/')?.1.trim().parse().ok()
+}
+
 fn to_time(value: Option<&aws_sdk_s3::primitives::DateTime>) -> Option<OffsetDateTime> {
     let value = value?;
     OffsetDateTime::from_unix_timestamp(value.secs())
@@ -81,15 +101,12 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(out) => Ok(Some(ObjectInfo {
-                key: key.to_owned(),
-                size: out
-                    .content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-                etag: out.e_tag().map(str::to_owned),
-                last_modified: to_time(out.last_modified()),
-            })),
+            Ok(out) => Ok(Some(object_info(
+                key,
+                out.content_length(),
+                out.e_tag(),
+                out.last_modified(),
+            ))),
             Err(err) => {
                 if err.as_service_error().is_some_and(|e| e.is_not_found()) {
                     return Ok(None);
@@ -115,20 +132,26 @@ impl ObjectStore for S3Store {
         }
         match request.send().await {
             Ok(out) => {
-                let info = ObjectInfo {
-                    key: key.to_owned(),
-                    size: out
-                        .content_length()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0),
-                    etag: out.e_tag().map(str::to_owned),
-                    last_modified: to_time(out.last_modified()),
-                };
+                // A ranged answer's length is the rest of the object, not its size.
+                let size = range_total(out.content_range()).or(out.content_length());
+                let info = object_info(key, size, out.e_tag(), out.last_modified());
                 Ok(Some((info, Box::pin(out.body.into_async_read()))))
             }
             Err(err) => {
                 if err.as_service_error().is_some_and(|e| e.is_no_such_key()) {
                     return Ok(None);
+                }
+                // S3 refuses a range that starts at the end of the object (a run resumed after
+                // its last byte); the rest of such an object is empty, not an error.
+                let invalid_range =
+                    err.as_service_error().and_then(|e| e.meta().code()) == Some("InvalidRange");
+                if from > 0
+                    && invalid_range
+                    && let Some(info) = self.head(bucket, key).await?
+                    && if_match.is_none_or(|etag| info.etag.as_deref() == Some(etag))
+                    && info.size <= from
+                {
+                    return Ok(Some((info, Box::pin(tokio::io::empty()))));
                 }
                 Err(error("GetObject", bucket, key, &err))
             }
@@ -210,15 +233,12 @@ impl ObjectStore for S3Store {
             .contents()
             .iter()
             .filter_map(|object| {
-                Some(ObjectInfo {
-                    key: object.key()?.to_owned(),
-                    size: object
-                        .size()
-                        .and_then(|n| u64::try_from(n).ok())
-                        .unwrap_or(0),
-                    etag: object.e_tag().map(str::to_owned),
-                    last_modified: to_time(object.last_modified()),
-                })
+                Some(object_info(
+                    object.key()?,
+                    object.size(),
+                    object.e_tag(),
+                    object.last_modified(),
+                ))
             })
             .collect();
         let next = if out.is_truncated().unwrap_or(false) {
@@ -227,5 +247,17 @@ impl ObjectStore for S3Store {
             None
         };
         Ok(ListPage { objects, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ranged_answer_reports_the_whole_object_size() {
+        assert_eq!(range_total(Some("bytes 100-199/5174")), Some(5174));
+        assert_eq!(range_total(Some("bytes 0-0/*")), None);
+        assert_eq!(range_total(None), None);
     }
 }
