@@ -1,6 +1,6 @@
 """Checks on template.yaml that cfn-lint and `sam validate` cannot make.
 
-The linters know CloudFormation; they do not know catalog-sync's contract (DESIGN.md): which
+The linters know CloudFormation; they do not know catalog-sync's contract (the README): which
 environment variables each function reads (infra/function-env.json, shared with the Rust config
 code), which key prefixes expire, which S3 actions each function needs on which prefix, what the
 sample events must look like. These tests read the real files and fail when they drift.
@@ -37,7 +37,7 @@ FUNCTIONS = {SYNC: "sync-on-arrival", POLL: "poll-batch-status"}
 ROLES = {SYNC: "SyncOnArrivalRole", POLL: "PollBatchStatusRole"}
 LOG_GROUPS = {SYNC: "SyncOnArrivalLogGroup", POLL: "PollBatchStatusLogGroup"}
 
-# DESIGN.md, "Configuration": every variable the product reads, plus RUST_LOG for the log filter
+# README, "Configuration": every variable the product reads, plus RUST_LOG for the log filter
 # and the two tuning knobs the README documents (PRODUCT_TYPE_MAPPING, POLL_CONCURRENCY).
 CONTRACT_ENV = {
     "CATALOG_ID", "ACCESS_TOKEN_SECRET_ARN", "META_ACCESS_TOKEN", "GRAPH_API_BASE_URL",
@@ -45,10 +45,10 @@ CONTRACT_ENV = {
     "REJECTED_PREFIX", "FAILED_PREFIX", "ALERT_TOPIC_ARN", "BATCH_SIZE", "PENDING_MAX_AGE",
     "PRODUCT_TYPE_MAPPING", "POLL_CONCURRENCY", "RUST_LOG",
 }
-# Variables the product adds to DESIGN.md's list (resumable files and the sweep); each must be
+# Variables the product added to the original configuration list (resumable files and the sweep); each must be
 # documented in the README's configuration table.
 ADDED_ENV = {"CONTINUE_QUEUE_URL", "STALE_FILE_AGE", "MAX_REDRIVES"}
-# DESIGN.md default prefixes.
+# The README's default prefixes.
 PREFIX_DEFAULTS = {
     "LANDING_PREFIX": "data/", "ARCHIVE_PREFIX": "archive/",
     "REJECTED_PREFIX": "rejected/", "FAILED_PREFIX": "failed/",
@@ -412,7 +412,7 @@ class Functions(TemplateTestCase):
         for lid, names in self.env_manifest.items():
             self.assertEqual(len(names), len(set(names)), f"{lid}: duplicates in infra/function-env.json")
             self.assertLessEqual(set(names), CONTRACT_ENV | ADDED_ENV,
-                                 f"{lid}: names not in DESIGN.md or ADDED_ENV")
+                                 f"{lid}: names not in the README or ADDED_ENV")
         readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
         for name in ADDED_ENV:
             self.assertIn(f"| `{name}` |", readme, f"{name} is documented in the README")
@@ -795,7 +795,7 @@ class SampleEvents(TemplateTestCase):
         self.assertEqual(rec["eventSource"], "aws:s3")
         self.assertTrue(rec["eventName"].startswith("ObjectCreated:"))
         raw = rec["s3"]["object"]["key"]
-        key = urllib.parse.unquote_plus(raw)  # DESIGN.md: '+' is a space, then percent-decoding
+        key = urllib.parse.unquote_plus(raw)  # S3 event keys: '+' is a space, then percent-decoding
         self.assertIn("+", raw, "the sample key shows how S3 encodes a space")
         self.assertIn(" ", key)
         self.assertTrue(key.startswith(PREFIX_DEFAULTS["LANDING_PREFIX"]), key)

@@ -19,6 +19,10 @@ use crate::usage::{Usage, usage_from_headers};
 
 /// Largest response body read; Graph answers here are small, so anything bigger is not Graph.
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// The fields asked of `check_batch_request_status`. Meta's own samples name them: without
+/// `fields` the default set may lack the counts, and a missing count must not read as "none".
+pub const BATCH_STATUS_FIELDS: &str =
+    "handle,status,errors,warnings,errors_total_count,warnings_total_count,ids_of_invalid_requests";
 /// Usage percentage from which every answer is logged as a warning, so operators see it coming.
 const USAGE_WARN_PERCENT: f64 = 80.0;
 
@@ -153,7 +157,7 @@ impl GraphClient {
         response::items_batch(status, value, &self.scrubber(&token))
     }
 
-    /// One attempt. GET `.../{catalog_id}/check_batch_request_status?handle=H&load_ids_of_invalid_requests=true`.
+    /// One attempt. GET `.../{catalog_id}/check_batch_request_status?handle=H&fields=...&load_ids_of_invalid_requests=true`.
     pub async fn check_batch_request_status(
         &self,
         catalog_id: &str,
@@ -169,8 +173,11 @@ impl GraphClient {
         let url = self.url(catalog_id, Some("check_batch_request_status"))?;
         let token = self.token();
         let proof = self.proof(&token);
-        let mut query: Vec<(&str, &str)> =
-            vec![("handle", handle), ("load_ids_of_invalid_requests", "true")];
+        let mut query: Vec<(&str, &str)> = vec![
+            ("handle", handle),
+            ("fields", BATCH_STATUS_FIELDS),
+            ("load_ids_of_invalid_requests", "true"),
+        ];
         if let Some(proof) = &proof {
             query.push(("appsecret_proof", proof));
         }
@@ -570,12 +577,12 @@ mod tests {
         let c = client("http://127.0.0.1:9/");
         assert_eq!(
             c.url("123", Some("items_batch")).unwrap().as_str(),
-            "http://127.0.0.1:9/v25.0/123/items_batch"
+            "http://127.0.0.1:9/v27.0/123/items_batch"
         );
         let c = client("https://example.test/proxy/graph");
         assert_eq!(
             c.url("a/b?c", None).unwrap().as_str(),
-            "https://example.test/proxy/graph/v25.0/a%2Fb%3Fc"
+            "https://example.test/proxy/graph/v27.0/a%2Fb%3Fc"
         );
         assert!(c.url("", None).is_err());
         assert!(c.url("1\n2", None).is_err());

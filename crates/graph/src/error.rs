@@ -22,6 +22,8 @@ pub enum ErrorClass {
     PayloadTooLarge,
     /// The server answered something that is not the Graph API's shape.
     InvalidResponse,
+    /// Meta no longer serves the configured API version: a person must choose a current one.
+    VersionUnavailable,
 }
 
 impl ErrorClass {
@@ -35,6 +37,7 @@ impl ErrorClass {
             Self::InvalidRequest => "invalid_request",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InvalidResponse => "invalid_response",
+            Self::VersionUnavailable => "version_unavailable",
         }
     }
 }
@@ -112,6 +115,14 @@ pub enum GraphError {
         /// A short, sanitized excerpt or description of what was wrong.
         detail: String,
     },
+    /// The API version in the URL is no longer served (code 2635).
+    #[error("Graph API version no longer available (code {code}): {message}")]
+    VersionUnavailable {
+        /// Graph error code.
+        code: i64,
+        /// Meta's message, scrubbed and truncated.
+        message: String,
+    },
     /// The client's settings are unusable; the message names the variable to fix.
     #[error("invalid Graph API settings: {message}")]
     InvalidSettings {
@@ -152,6 +163,7 @@ impl GraphError {
             }
             Self::PayloadTooLarge { .. } => ErrorClass::PayloadTooLarge,
             Self::InvalidResponse { .. } => ErrorClass::InvalidResponse,
+            Self::VersionUnavailable { .. } => ErrorClass::VersionUnavailable,
         }
     }
 
@@ -183,6 +195,9 @@ impl GraphError {
             }
             Self::InvalidResponse { .. } => {
                 "The answer did not come from the Graph API as expected: check that GRAPH_API_BASE_URL points at the Graph API and not at a proxy or web page, then try again."
+            }
+            Self::VersionUnavailable { .. } => {
+                "Meta no longer serves the Graph API version this deployment calls: set GRAPH_API_VERSION to a version Meta currently serves for the Marketing API (see its version table; the built-in default is v27.0), then send again."
             }
             Self::InvalidSettings { .. } => {
                 "Fix the setting named in the message (GRAPH_API_BASE_URL or GRAPH_API_VERSION) and start again."
@@ -339,8 +354,89 @@ pub(crate) fn lenient_i64(v: &Value) -> Option<i64> {
     }
 }
 
+/// How a Graph error code is handled; the codes themselves are in [`ERROR_CODES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeHandling {
+    /// A rate limit or a temporary block: wait (the server's hint, else backoff), then retry.
+    Wait,
+    /// The token is invalid or expired: stop and tell a person.
+    Token,
+    /// The token may not touch the object: stop and tell a person.
+    Permission,
+    /// The API version is gone: stop and tell a person to set `GRAPH_API_VERSION`.
+    Version,
+    /// A temporary server failure: retry with backoff.
+    Retry,
+}
+
+/// One row of Meta's error codes: the codes, how they are handled, and where the rule is from.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeRule {
+    /// First code of the range.
+    pub first: i64,
+    /// Last code of the range (equal to `first` for a single code).
+    pub last: i64,
+    /// What the client does about it.
+    pub handling: CodeHandling,
+    /// What Meta means by it.
+    pub meaning: &'static str,
+    /// Where the rule comes from, so it can be checked again.
+    pub source: &'static str,
+}
+
+const fn rule(
+    first: i64,
+    last: i64,
+    handling: CodeHandling,
+    meaning: &'static str,
+    source: &'static str,
+) -> CodeRule {
+    CodeRule {
+        first,
+        last,
+        handling,
+        meaning,
+        source,
+    }
+}
+
+const ERROR_HANDLING: &str = "Graph API, Handling Errors (error codes table)";
+const RATE_LIMITING: &str = "Graph API, Rate Limiting (error codes of each limit type)";
+const CATALOG_BATCH: &str = "Catalog Batch API, rate limits for items_batch";
+
+/// Every error code the client classifies by number, most specific first. A code that is not
+/// here is judged by `is_transient` and the HTTP status; code 1 asking to "reduce the amount
+/// of data" is a too-large body before this table is consulted. `docs/meta-graph-api.md` lists
+/// the same rows (a test keeps them in step).
+#[rustfmt::skip]
+pub const ERROR_CODES: &[CodeRule] = &[
+    rule(1, 1, CodeHandling::Retry, "unknown error, possibly temporary", ERROR_HANDLING),
+    rule(2, 2, CodeHandling::Retry, "temporary service issue", ERROR_HANDLING),
+    rule(4, 4, CodeHandling::Wait, "application request limit reached", RATE_LIMITING),
+    rule(17, 17, CodeHandling::Wait, "user request limit reached", RATE_LIMITING),
+    rule(32, 32, CodeHandling::Wait, "page request limit reached", RATE_LIMITING),
+    rule(341, 341, CodeHandling::Wait, "application limit reached", ERROR_HANDLING),
+    rule(368, 368, CodeHandling::Wait, "temporarily blocked for policy violations", ERROR_HANDLING),
+    rule(613, 613, CodeHandling::Wait, "custom rate limit reached", RATE_LIMITING),
+    rule(80000, 80009, CodeHandling::Wait, "business use case rate limits; 80009 is catalog management", RATE_LIMITING),
+    rule(80014, 80014, CodeHandling::Wait, "catalog batch rate limit", CATALOG_BATCH),
+    rule(102, 102, CodeHandling::Token, "API session: the login status or token expired or is invalid", ERROR_HANDLING),
+    rule(190, 190, CodeHandling::Token, "access token invalid or expired (subcodes 458-467, 492 say why)", ERROR_HANDLING),
+    rule(10, 10, CodeHandling::Permission, "permission denied", ERROR_HANDLING),
+    rule(200, 299, CodeHandling::Permission, "a permission is missing (e.g. catalog_management)", ERROR_HANDLING),
+    rule(2635, 2635, CodeHandling::Version, "the API version called is deprecated and no longer available", "Graph API, Versioning; Marketing API, version history"),
+];
+
+/// The rule for a code, if the client classifies it by number.
+pub fn code_rule(code: i64) -> Option<&'static CodeRule> {
+    ERROR_CODES
+        .iter()
+        .find(|r| (r.first..=r.last).contains(&code))
+}
+
 /// Classifies an error answer. `envelope` is Meta's error object when the body had one;
-/// otherwise `fallback` describes the body. Rules follow META_GRAPH_API.md, most specific first.
+/// otherwise `fallback` describes the body. Codes follow [`ERROR_CODES`]; then `is_transient`,
+/// then the HTTP status.
 pub(crate) fn classify(
     status: u16,
     envelope: Option<&Envelope>,
@@ -376,38 +472,33 @@ pub(crate) fn classify(
     };
     let message = env.describe(scrub);
     let code = env.code;
-    match code {
-        Some(1) if env.asks_to_reduce_data() => {
-            return GraphError::PayloadTooLarge {
-                status: status_opt,
-                message,
-            };
-        }
-        Some(4 | 17 | 32 | 613 | 80000..=80009 | 80014) => {
-            return GraphError::Throttled {
+    if code == Some(1) && env.asks_to_reduce_data() {
+        return GraphError::PayloadTooLarge {
+            status: status_opt,
+            message,
+        };
+    }
+    if let Some(rule) = code.and_then(code_rule) {
+        let c = code.unwrap_or_default();
+        return match rule.handling {
+            CodeHandling::Wait => GraphError::Throttled {
                 code,
                 message,
                 retry_after,
-            };
-        }
-        Some(c @ (190 | 102)) => {
-            return GraphError::TokenInvalid {
+            },
+            CodeHandling::Token => GraphError::TokenInvalid {
                 code: c,
                 subcode: env.subcode,
                 message,
-            };
-        }
-        Some(c @ (10 | 200..=299)) => {
-            return GraphError::Permission { code: c, message };
-        }
-        Some(1 | 2) => {
-            return GraphError::Transient {
+            },
+            CodeHandling::Permission => GraphError::Permission { code: c, message },
+            CodeHandling::Version => GraphError::VersionUnavailable { code: c, message },
+            CodeHandling::Retry => GraphError::Transient {
                 status: status_opt,
                 code,
                 message,
-            };
-        }
-        _ => {}
+            },
+        };
     }
     if env.is_transient {
         return GraphError::Transient {
@@ -453,6 +544,78 @@ mod tests {
 
     fn err(code: i64) -> Value {
         json!({"error": {"message": "m", "type": "OAuthException", "code": code}})
+    }
+
+    fn expected_class(handling: CodeHandling) -> ErrorClass {
+        match handling {
+            CodeHandling::Wait => ErrorClass::Throttled,
+            CodeHandling::Token => ErrorClass::TokenInvalid,
+            CodeHandling::Permission => ErrorClass::Permission,
+            CodeHandling::Version => ErrorClass::VersionUnavailable,
+            CodeHandling::Retry => ErrorClass::Transient,
+        }
+    }
+
+    #[test]
+    fn every_code_in_the_table_is_classified_as_the_table_says() {
+        for rule in ERROR_CODES {
+            for code in [rule.first, (rule.first + rule.last) / 2, rule.last] {
+                for status in [200, 400, 403, 500] {
+                    assert_eq!(
+                        run(status, err(code)).class(),
+                        expected_class(rule.handling),
+                        "code {code} with HTTP {status}"
+                    );
+                }
+            }
+            assert!(!rule.source.is_empty() && !rule.meaning.is_empty());
+        }
+        assert!(code_rule(3).is_none() && code_rule(80010).is_none());
+    }
+
+    #[test]
+    fn every_classified_code_is_documented_with_its_source() {
+        let doc = include_str!("../../../docs/meta-graph-api.md");
+        for rule in ERROR_CODES {
+            let label = if rule.first == rule.last {
+                format!("`{}`", rule.first)
+            } else {
+                format!("`{}`-`{}`", rule.first, rule.last)
+            };
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with('|') && l.contains(&label))
+                .unwrap_or_else(|| panic!("docs/meta-graph-api.md has no table row for {label}"));
+            assert!(
+                line.contains(rule.source),
+                "the row for {label} must name its source `{}`: {line}",
+                rule.source
+            );
+        }
+    }
+
+    #[test]
+    fn temporary_blocks_and_app_limits_are_waits() {
+        for code in [341, 368] {
+            let e = run(400, err(code));
+            assert!(e.is_retryable(), "{code}");
+            assert_eq!(e.class(), ErrorClass::Throttled);
+        }
+    }
+
+    #[test]
+    fn a_retired_version_is_its_own_class_and_names_the_variable() {
+        let body = json!({"error": {"message": "(#2635) You are calling a deprecated version of the Ads API. Please update to the latest version.", "type": "OAuthException", "code": 2635}});
+        let e = run(400, body);
+        assert_eq!(e.class(), ErrorClass::VersionUnavailable);
+        assert!(!e.is_retryable());
+        assert!(e.what_to_do().contains("GRAPH_API_VERSION"));
+        assert!(
+            e.what_to_do()
+                .contains(crate::settings::DEFAULT_API_VERSION),
+            "the advice names the built-in default"
+        );
+        assert_eq!(e.class().as_str(), "version_unavailable");
     }
 
     #[test]
@@ -564,11 +727,15 @@ mod tests {
             GraphError::InvalidSettings {
                 message: String::new(),
             },
+            GraphError::VersionUnavailable {
+                code: 2635,
+                message: String::new(),
+            },
         ];
         let retryable: Vec<bool> = all.iter().map(GraphError::is_retryable).collect();
         assert_eq!(
             retryable,
-            [true, false, false, true, false, false, false, false]
+            [true, false, false, true, false, false, false, false, false]
         );
         for e in &all {
             let advice = e.what_to_do();

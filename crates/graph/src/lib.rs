@@ -17,11 +17,11 @@ mod settings;
 mod types;
 mod usage;
 
-pub use client::{GraphClient, SentChunk};
-pub use error::{ErrorClass, GraphError};
+pub use client::{BATCH_STATUS_FIELDS, GraphClient, SentChunk};
+pub use error::{CodeHandling, CodeRule, ERROR_CODES, ErrorClass, GraphError, code_rule};
 pub use retry::RetryPolicy;
 pub use secret::{AccessToken, AppSecret};
-pub use settings::GraphSettings;
+pub use settings::{DEFAULT_API_VERSION, GraphSettings};
 pub use types::{
     BatchState, BatchStatus, CatalogInfo, ItemProblem, ItemsBatchResponse, Message,
     ValidationStatus,

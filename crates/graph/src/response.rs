@@ -15,7 +15,7 @@ use crate::usage::throttle_wait;
 ///
 /// A 2xx answer whose body is JSON without Graph's `{"error": ...}` envelope succeeds; anything
 /// else (an error envelope even with HTTP 200, a body that is not JSON, any non-2xx status) is
-/// an error classified by the rules of META_GRAPH_API.md.
+/// an error classified by [`crate::ERROR_CODES`] and the rules of `docs/meta-graph-api.md`.
 pub fn parse_answer(
     status: u16,
     headers: &HeaderMap,
@@ -204,6 +204,31 @@ mod tests {
         );
         let err = parse_answer(0, &none, b"", &[]).unwrap_err();
         assert!(err.to_string().contains("HTTP 0 with a body"), "{err}");
+    }
+
+    /// Catalog rate limits (80014 batch calls, 80009 catalog management) say how long to wait in
+    /// `X-Business-Use-Case-Usage`'s `estimated_time_to_regain_access` (minutes), which wins
+    /// over `Retry-After`.
+    #[test]
+    fn catalog_rate_limits_wait_the_time_meta_announces() {
+        for code in [80014, 80009] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "x-business-use-case-usage",
+                HeaderValue::from_static(
+                    r#"{"123": [{"type": "catalog_batch", "call_count": 100, "estimated_time_to_regain_access": 3}]}"#,
+                ),
+            );
+            headers.insert("retry-after", HeaderValue::from_static("5"));
+            let body = format!(r#"{{"error":{{"message":"limit","code":{code}}}}}"#);
+            let err = parse_answer(400, &headers, body.as_bytes(), &[]).unwrap_err();
+            assert!(err.is_retryable(), "{code}");
+            assert_eq!(
+                err.retry_after(),
+                Some(std::time::Duration::from_secs(180)),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -8,12 +8,20 @@ use url::{Host, Url};
 use crate::error::GraphError;
 use crate::secret::AppSecret;
 
+/// The Graph API version used unless `GRAPH_API_VERSION` says otherwise.
+///
+/// Catalog endpoints belong to the Marketing API, whose version table gives earlier end dates
+/// than the Graph API's for the same number (v25.0: February 2027 there, July 2028 for the
+/// Graph API), so the choice follows the Marketing API's table: v27.0 (released November 2026,
+/// no end date announced yet) is served the longest.
+pub const DEFAULT_API_VERSION: &str = "v27.0";
+
 /// Connection settings for [`crate::GraphClient`].
 #[derive(Debug, Clone)]
 pub struct GraphSettings {
     /// Graph API origin, e.g. `https://graph.facebook.com` or an emulator's `http://127.0.0.1:PORT`.
     pub base_url: String,
-    /// Version path segment, e.g. `v25.0`.
+    /// Version path segment, e.g. `v27.0`.
     pub api_version: String,
     /// Upper bound for establishing a TCP/TLS connection.
     pub connect_timeout: Duration,
@@ -27,7 +35,7 @@ impl Default for GraphSettings {
     fn default() -> Self {
         Self {
             base_url: "https://graph.facebook.com".to_owned(),
-            api_version: "v25.0".to_owned(),
+            api_version: DEFAULT_API_VERSION.to_owned(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             app_secret: None,
@@ -42,7 +50,7 @@ impl GraphSettings {
         if !is_version(&self.api_version) {
             return Err(GraphError::InvalidSettings {
                 message: format!(
-                    "GRAPH_API_VERSION `{}` is not a Graph API version; set it to the form vNN.N, e.g. v25.0",
+                    "GRAPH_API_VERSION `{}` is not a Graph API version; set it to the form vNN.N, e.g. {DEFAULT_API_VERSION}",
                     sanitize_setting(&self.api_version)
                 ),
             });
@@ -155,7 +163,7 @@ mod tests {
     fn defaults_are_valid() {
         let s = GraphSettings::default();
         assert_eq!(s.base_url, "https://graph.facebook.com");
-        assert_eq!(s.api_version, "v25.0");
+        assert_eq!(s.api_version, "v27.0");
         assert_eq!(s.connect_timeout, Duration::from_secs(5));
         assert_eq!(s.request_timeout, Duration::from_secs(60));
         assert!(s.app_secret.is_none());

@@ -91,8 +91,22 @@ impl BatchStatus {
     }
 
     /// Builds a status from Meta's `data[0]` object, keeping that object as `raw`.
+    ///
+    /// A total count Meta left out is not taken as zero: it becomes the most the answer shows
+    /// (the sample's length, or the number of invalid ids), so errors are never hidden.
     pub fn from_value(v: Value) -> Result<Self, serde_json::Error> {
         let mut status: Self = serde_json::from_value(v.clone())?;
+        let present = |key: &str| v.get(key).is_some_and(|c| !c.is_null());
+        if !present("errors_total_count") {
+            status.errors_total_count = status
+                .errors
+                .len()
+                .max(status.ids_of_invalid_requests.len())
+                as u64;
+        }
+        if !present("warnings_total_count") {
+            status.warnings_total_count = status.warnings.len() as u64;
+        }
         status.raw = v;
         Ok(status)
     }
@@ -258,6 +272,39 @@ mod tests {
         assert_eq!(s.raw, v);
         assert_eq!(s.state(), BatchState::Finished);
         assert!(s.is_terminal());
+    }
+
+    #[test]
+    fn missing_counts_are_never_read_as_zero() {
+        let v = json!({"handle": "H", "status": "finished",
+            "errors": [{"id": "a", "message": "m"}], "warnings": [{"message": "w"}, {"message": "x"}],
+            "ids_of_invalid_requests": ["a", "b", "c"]});
+        let s = BatchStatus::from_value(v).unwrap();
+        assert_eq!((s.errors_total_count, s.warnings_total_count), (3, 2));
+        let v = json!({"status": "finished", "errors_total_count": null, "errors": [{}]});
+        assert_eq!(BatchStatus::from_value(v).unwrap().errors_total_count, 1);
+        let v = json!({"status": "finished", "errors_total_count": 0, "errors": [{}]});
+        assert_eq!(
+            BatchStatus::from_value(v).unwrap().errors_total_count,
+            0,
+            "a count Meta gave is the truth"
+        );
+    }
+
+    #[test]
+    fn the_six_documented_statuses() {
+        // Catalog Batch API guide, "check_batch_request_status": the status values.
+        let cases = [
+            ("Scheduled", BatchState::InProgress),
+            ("Dispatched", BatchState::InProgress),
+            ("Started", BatchState::InProgress),
+            ("Finished", BatchState::Finished),
+            ("Canceled", BatchState::Canceled),
+            ("Error", BatchState::Error),
+        ];
+        for (text, state) in cases {
+            assert_eq!(BatchState::from_status(text), state, "{text}");
+        }
     }
 
     #[test]

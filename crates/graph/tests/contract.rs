@@ -126,7 +126,7 @@ async fn send_check_and_preflight() {
     assert_eq!(sent.method, "POST");
     assert_eq!(
         sent.path,
-        format!("/v25.0/{DEFAULT_CATALOG_ID}/items_batch")
+        format!("/v27.0/{DEFAULT_CATALOG_ID}/items_batch")
     );
     assert_eq!(sent.auth, AuthMode::Bearer);
     assert!(
@@ -151,6 +151,18 @@ async fn send_check_and_preflight() {
         "{}",
         check.query
     );
+    assert_eq!(
+        check.params["fields"],
+        graph::BATCH_STATUS_FIELDS,
+        "the status check names the fields it reads, counts included"
+    );
+    for field in [
+        "errors_total_count",
+        "warnings_total_count",
+        "ids_of_invalid_requests",
+    ] {
+        assert!(graph::BATCH_STATUS_FIELDS.contains(field), "{field}");
+    }
     let preflight = &emu.requests()[0];
     assert_eq!(preflight.params["fields"], "id,name,product_count");
 }

@@ -82,7 +82,7 @@ pub enum Requirements {
 }
 
 /// Default Graph API version: a current one. Each version lives about two years.
-pub const DEFAULT_GRAPH_API_VERSION: &str = "v25.0";
+pub const DEFAULT_GRAPH_API_VERSION: &str = graph::DEFAULT_API_VERSION;
 /// Default `PENDING_MAX_AGE`.
 pub const DEFAULT_PENDING_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Default `POLL_CONCURRENCY`.
