@@ -73,6 +73,9 @@ pub(crate) enum Change {
 /// Everything one batch produces.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct BatchResult {
+    /// Problems Meta finds while taking the call (it answers them in `validation_status`);
+    /// those items are not part of the batch at all.
+    pub(crate) refused: Vec<Problem>,
     pub(crate) changes: Vec<Change>,
     pub(crate) errors: Vec<Problem>,
     pub(crate) warnings: Vec<Problem>,
@@ -91,27 +94,32 @@ pub(crate) fn process(items: &Items, requests: &[Value], allow_upsert: bool) -> 
     }
     for (line, (request, id)) in requests.iter().zip(&ids).enumerate() {
         let id = id.as_deref();
-        let mut errors = Vec::new();
         if let Some(lines) = id.and_then(|id| lines_by_id.get(id))
             && lines.len() > 1
         {
+            // Meta refuses these while taking the call ("Duplicate retailer_id in batch api
+            // call"), in `validation_status`, not in the batch's later verdict.
             let list: Vec<String> = lines.iter().map(usize::to_string).collect();
-            errors.push(format!(
-                "duplicate retailer id in this batch (requests {}): every copy is ignored; send each id once",
-                list.join(", ")
+            result.refused.push(Problem::at(
+                line,
+                id,
+                format!(
+                    "Duplicate retailer_id in batch api call (requests {}): every copy is ignored; send each id once",
+                    list.join(", ")
+                ),
             ));
-        } else {
-            match plan(items, request, id, allow_upsert) {
-                Ok((change, warnings)) => {
-                    result
-                        .warnings
-                        .extend(warnings.into_iter().map(|w| Problem::at(line, id, w)));
-                    result.changes.push(change);
-                    continue;
-                }
-                Err(problems) => errors = problems,
-            }
+            continue;
         }
+        let errors = match plan(items, request, id, allow_upsert) {
+            Ok((change, warnings)) => {
+                result
+                    .warnings
+                    .extend(warnings.into_iter().map(|w| Problem::at(line, id, w)));
+                result.changes.push(change);
+                continue;
+            }
+            Err(problems) => problems,
+        };
         if let Some(id) = id {
             result.invalid_ids.push(id.to_owned());
         }
@@ -533,11 +541,12 @@ mod tests {
             req("UPDATE", full("d")),
         ];
         let r = process(&Items::new(), &requests, true);
-        assert_eq!(r.errors.len(), 2);
-        assert_eq!(r.errors[0].line, Some(0));
-        assert_eq!(r.errors[1].line, Some(2));
-        assert!(r.errors[0].message.contains("requests 0, 2"));
-        assert_eq!(r.invalid_ids, ["d", "d"]);
+        // Refused while the call is taken (issue 15), so not in the batch's verdict.
+        assert_eq!(r.refused.len(), 2);
+        assert_eq!(r.refused[0].line, Some(0));
+        assert_eq!(r.refused[1].line, Some(2));
+        assert!(r.refused[0].message.contains("requests 0, 2"));
+        assert!(r.errors.is_empty() && r.invalid_ids.is_empty());
         assert_eq!(r.changes.len(), 1);
     }
 

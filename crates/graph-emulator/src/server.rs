@@ -32,8 +32,19 @@ use crate::{
 /// Bytes read and discarded past [`MAX_BODY_BYTES`] before answering anyway; reading the rest
 /// lets a client that is still sending see the error instead of a broken pipe.
 const DRAIN_LIMIT_BYTES: usize = 256 * 1024 * 1024;
-/// Non-terminal statuses, in the spellings Meta's guide, samples and third-party code show.
-const NON_TERMINAL: [&str; 3] = ["in progress", "Started", "IN_PROGRESS"];
+/// Non-terminal statuses in the order the Catalog Batch API guide lists them; a batch checked
+/// more often than this shows the last one until it ends.
+const NON_TERMINAL: [&str; 3] = ["Scheduled", "Dispatched", "Started"];
+/// The fields `check_batch_request_status` can return; anything else is an unknown field.
+const STATUS_FIELDS: [&str; 7] = [
+    "handle",
+    "status",
+    "errors",
+    "warnings",
+    "errors_total_count",
+    "warnings_total_count",
+    "ids_of_invalid_requests",
+];
 /// What recorded tokens are replaced with.
 const REDACTED: &str = "[redacted]";
 /// How long `shutdown` lets in-flight requests finish before cutting them off.
@@ -240,6 +251,8 @@ struct EmuState {
     requests: Vec<RecordedRequest>,
     latency: Duration,
     checks_until_finished: u32,
+    app_secret: Option<String>,
+    oldest_served: Option<(u32, u32)>,
 }
 
 impl EmuState {
@@ -258,6 +271,8 @@ impl EmuState {
             requests: Vec::new(),
             latency: config.latency,
             checks_until_finished: config.checks_until_finished,
+            app_secret: config.app_secret,
+            oldest_served: version_number(&config.oldest_served_version),
         }
     }
 
@@ -434,18 +449,38 @@ async fn answer(
     if let Some(denied) = check_token(shared, incoming.token.as_deref()) {
         return Some(denied);
     }
-    if !is_version(&incoming.version) {
+    let Some(version) = version_number(&incoming.version) else {
         return Some(graph_error(
             StatusCode::BAD_REQUEST,
             100,
             None,
             "OAuthException",
             &format!(
-                "Unknown API version `{}`: use the form vNN.N, e.g. v25.0",
+                "Unknown API version `{}`: use the form vNN.N, e.g. v27.0",
                 short(&incoming.version)
             ),
             false,
         ));
+    };
+    if shared
+        .lock()
+        .oldest_served
+        .is_some_and(|oldest| version < oldest)
+    {
+        return Some(graph_error(
+            StatusCode::BAD_REQUEST,
+            2635,
+            None,
+            "OAuthException",
+            &format!(
+                "(#2635) You are calling a deprecated version of the Ads API ({}). Please update to the latest version.",
+                short(&incoming.version)
+            ),
+            false,
+        ));
+    }
+    if let Some(refused) = check_proof(shared, &incoming) {
+        return Some(refused);
     }
     let expected = match endpoint {
         Endpoint::ItemsBatch => Method::POST,
@@ -520,7 +555,9 @@ fn items_batch(shared: &Shared, incoming: &Incoming) -> Response {
         // Meta answers with no handle when it takes nothing.
         return Json(json!({"handles": [], "validation_status": []})).into_response();
     }
-    let allow_upsert = is_true(params.get("allow_upsert"));
+    // The items_batch reference gives `allow_upsert` a default of true; only an explicit false
+    // turns it off.
+    let allow_upsert = params.get("allow_upsert").is_none_or(|v| is_true(Some(v)));
     let mut guard = shared.lock();
     // Reborrow once so the catalog and the outcome queue can be borrowed side by side.
     let state = &mut *guard;
@@ -532,9 +569,19 @@ fn items_batch(shared: &Shared, incoming: &Incoming) -> Response {
     };
     let result = rules::process(items, &requests, allow_upsert);
     let outcome = state.outcomes.pop_front().unwrap_or_default();
-    // Batches that will not finish save nothing, as with Meta.
-    if outcome == BatchOutcome::Finished {
-        rules::apply(items, result.changes);
+    // A finished batch saves every valid item; one that ends canceled or in error may have
+    // been partly applied (the first half here); one that never finishes saves nothing.
+    let mut changes = result.changes;
+    match outcome {
+        BatchOutcome::Finished => {}
+        BatchOutcome::Canceled | BatchOutcome::Error => changes.truncate(changes.len() / 2),
+        BatchOutcome::NeverFinishes => changes.clear(),
+    }
+    rules::apply(items, changes);
+    let validation_status = validation_status(&result.refused);
+    if result.refused.len() == requests.len() {
+        // Nothing was taken: no batch, and (as Meta sometimes answers) no `handles` key at all.
+        return Json(json!({ "validation_status": validation_status })).into_response();
     }
     let checks_until_finished = state.checks_until_finished;
     let handle = state.new_handle();
@@ -550,7 +597,26 @@ fn items_batch(shared: &Shared, incoming: &Incoming) -> Response {
             invalid_ids: result.invalid_ids,
         },
     );
-    Json(json!({"handles": [handle], "validation_status": []})).into_response()
+    Json(json!({"handles": [handle], "validation_status": validation_status})).into_response()
+}
+
+/// Items refused while taking the call, one entry per retailer id, as `items_batch` answers them.
+fn validation_status(refused: &[Problem]) -> Value {
+    let mut by_id: Vec<(String, Vec<Value>)> = Vec::new();
+    for problem in refused {
+        let id = problem.id.clone().unwrap_or_default();
+        let message = json!({ "message": problem.message });
+        match by_id.iter_mut().find(|(known, _)| *known == id) {
+            Some((_, errors)) => errors.push(message),
+            None => by_id.push((id, vec![message])),
+        }
+    }
+    Value::Array(
+        by_id
+            .into_iter()
+            .map(|(id, errors)| json!({"retailer_id": id, "errors": errors, "warnings": []}))
+            .collect(),
+    )
 }
 
 fn batch_status(shared: &Shared, incoming: &Incoming) -> Response {
@@ -586,7 +652,7 @@ fn batch_status(shared: &Shared, incoming: &Incoming) -> Response {
         data.insert("warnings_total_count".into(), Value::from(0));
         data.insert("warnings".into(), json!([]));
         data.insert("ids_of_invalid_requests".into(), json!([]));
-        return Json(json!({"data": [data]})).into_response();
+        return status_answer(data, incoming.params.get("fields"));
     }
     let mut errors = batch.errors.clone();
     let status = match batch.outcome {
@@ -616,7 +682,60 @@ fn batch_status(shared: &Shared, incoming: &Incoming) -> Response {
         Vec::new()
     };
     data.insert("ids_of_invalid_requests".into(), Value::from(ids));
+    status_answer(data, incoming.params.get("fields"))
+}
+
+/// The status object cut down to the fields asked for. Without `fields` only the handle and
+/// the status come back, so a client that forgets to ask for the counts cannot mistake their
+/// absence for "no errors" without it showing in its tests.
+fn status_answer(mut data: Map<String, Value>, fields: Option<&Value>) -> Response {
+    let wanted: Vec<String> = match fields {
+        None => vec!["handle".into(), "status".into()],
+        Some(value) => {
+            let text = value.as_str().unwrap_or_default();
+            let mut wanted = Vec::new();
+            for field in text.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                if !STATUS_FIELDS.contains(&field) {
+                    return invalid_param(format!(
+                        "(#100) Tried accessing nonexisting field ({}) on node type (CheckBatchRequestStatus)",
+                        short(field)
+                    ));
+                }
+                wanted.push(field.to_owned());
+            }
+            wanted
+        }
+    };
+    data.retain(|key, _| wanted.iter().any(|w| w == key));
     Json(json!({"data": [data]})).into_response()
+}
+
+/// When the emulator has an app secret, a call must prove it knows it: `appsecret_proof` is the
+/// hex HMAC-SHA256 of the call's token keyed by the secret (Graph API, "Securing Requests").
+fn check_proof(shared: &Shared, incoming: &Incoming) -> Option<Response> {
+    use hmac::{Hmac, Mac};
+    let secret = shared.lock().app_secret.clone()?;
+    let token = incoming.token.as_deref().unwrap_or_default();
+    let Some(proof) = incoming
+        .params
+        .get("appsecret_proof")
+        .and_then(Value::as_str)
+    else {
+        return Some(invalid_param(
+            "(#100) API calls from the server require an appsecret_proof argument".into(),
+        ));
+    };
+    let valid = hex::decode(proof.trim()).is_ok_and(|given| {
+        Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .map(|mut mac| {
+                mac.update(token.as_bytes());
+                mac.verify_slice(&given).is_ok()
+            })
+            .unwrap_or(false)
+    });
+    (!valid).then(|| {
+        invalid_param("(#100) Invalid appsecret_proof provided in the API argument".into())
+    })
 }
 
 fn catalog(shared: &Shared, incoming: &Incoming) -> Response {
@@ -844,12 +963,19 @@ fn route(path: &str) -> (Option<Endpoint>, String, String) {
     }
 }
 
-fn is_version(v: &str) -> bool {
-    let Some((major, minor)) = v.strip_prefix('v').and_then(|r| r.split_once('.')) else {
-        return false;
-    };
+/// `vNN.N` as (major, minor), or `None` when it is not a version.
+fn version_number(v: &str) -> Option<(u32, u32)> {
+    let (major, minor) = v.strip_prefix('v')?.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    digits(major) && digits(minor)
+    if !(digits(major) && digits(minor)) {
+        return None;
+    }
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+#[cfg(test)]
+fn is_version(v: &str) -> bool {
+    version_number(v).is_some()
 }
 
 struct BodyRead {

@@ -9,6 +9,9 @@ use graph_emulator::{
 use serde_json::{Value, json};
 
 const V: &str = "v25.0";
+/// Every field of a batch status, as the product asks for them.
+const ALL_STATUS_FIELDS: &str =
+    "handle,status,errors,warnings,errors_total_count,warnings_total_count,ids_of_invalid_requests";
 
 struct Answer {
     status: u16,
@@ -57,10 +60,13 @@ async fn send(emu: &RunningEmulator, requests: &Value) -> Answer {
 async fn send_with(emu: &RunningEmulator, catalog: &str, requests: &Value, upsert: bool) -> Answer {
     let url = format!("{}/{V}/{catalog}/items_batch", emu.url());
     let text = requests.to_string();
-    let mut form = vec![("item_type", "PRODUCT_ITEM"), ("requests", text.as_str())];
-    if upsert {
-        form.push(("allow_upsert", "true"));
-    }
+    // `allow_upsert` defaults to true when absent, so "no upsert" must be said explicitly.
+    let upsert = if upsert { "true" } else { "false" };
+    let form = vec![
+        ("item_type", "PRODUCT_ITEM"),
+        ("requests", text.as_str()),
+        ("allow_upsert", upsert),
+    ];
     read(
         http()
             .post(url)
@@ -82,7 +88,11 @@ async fn status(emu: &RunningEmulator, handle: &str) -> Answer {
         http()
             .get(url)
             .bearer_auth(DEFAULT_TOKEN)
-            .query(&[("handle", handle), ("load_ids_of_invalid_requests", "true")])
+            .query(&[
+                ("handle", handle),
+                ("fields", ALL_STATUS_FIELDS),
+                ("load_ids_of_invalid_requests", "true"),
+            ])
             .send()
             .await
             .unwrap(),
@@ -124,7 +134,7 @@ async fn form_body_upserts_and_status_progresses() {
 
     // Default: one non-terminal check, then finished.
     let first = status(&emu, &handle).await;
-    assert_eq!(first.body["data"][0]["status"], "in progress");
+    assert_eq!(first.body["data"][0]["status"], "Scheduled");
     assert_eq!(first.body["data"][0]["handle"], handle.as_str());
     let second = status(&emu, &handle).await;
     let data = &second.body["data"][0];
@@ -294,7 +304,7 @@ async fn catalog_endpoint() {
     emu.add_catalog("999");
     let now = read(
         http()
-            .get(format!("{}/v2.5/999", emu.url()))
+            .get(format!("{}/{V}/999", emu.url()))
             .bearer_auth(DEFAULT_TOKEN)
             .send()
             .await
@@ -457,7 +467,7 @@ async fn more_than_5000_requests_is_rejected() {
 }
 
 #[tokio::test]
-async fn body_over_28_mb_asks_to_reduce_data() {
+async fn body_over_30_mb_asks_to_reduce_data() {
     let emu = start().await;
     let mut data = product("big");
     data["description"] = Value::from("x".repeat(MAX_BODY_BYTES));
@@ -545,7 +555,7 @@ async fn field_rules_are_item_errors_with_line_and_id() {
             http()
                 .get(&url)
                 .bearer_auth(DEFAULT_TOKEN)
-                .query(&[("handle", h.as_str())])
+                .query(&[("handle", h.as_str()), ("fields", ALL_STATUS_FIELDS)])
                 .send()
                 .await
                 .unwrap(),
@@ -555,8 +565,11 @@ async fn field_rules_are_item_errors_with_line_and_id() {
     }
 }
 
+/// Meta refuses every copy of an id repeated in one call while taking the call: the answer
+/// carries a handle for the rest and `validation_status` errors for the copies, and the batch's
+/// later verdict does not count them again.
 #[tokio::test]
-async fn duplicated_ids_are_errors_for_every_copy() {
+async fn duplicated_ids_are_refused_at_once_for_every_copy() {
     let emu = start().await;
     let a = send(
         &emu,
@@ -567,21 +580,137 @@ async fn duplicated_ids_are_errors_for_every_copy() {
         ]),
     )
     .await;
-    let handle = handle_of(&a);
-    let data = final_status(&emu, &handle).await;
-    assert_eq!(data["errors_total_count"], 2);
-    assert_eq!(data["errors"][0]["line"], 0);
-    assert_eq!(data["errors"][1]["line"], 2);
+    assert_eq!(a.status, 200);
+    let refused = a.body["validation_status"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "one entry per retailer id: {refused:?}");
+    assert_eq!(refused[0]["retailer_id"], "d");
+    let errors = refused[0]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "one error per copy");
     assert!(
-        data["errors"][0]["message"]
+        errors[0]["message"]
             .as_str()
             .unwrap()
-            .contains("duplicate")
+            .contains("Duplicate retailer_id")
     );
-    assert_eq!(data["ids_of_invalid_requests"], json!(["d", "d"]));
+    let handle = handle_of(&a);
+    let data = final_status(&emu, &handle).await;
+    assert_eq!(data["errors_total_count"], 0);
     let items = emu.items(DEFAULT_CATALOG_ID);
     assert!(!items.contains_key("d"));
     assert!(items.contains_key("e"));
+
+    // A call in which every item is refused has no batch: no `handles` key at all.
+    let a = send(&emu, &json!([update(product("x")), update(product("x"))])).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.get("handles").is_none(), "{}", a.body);
+    assert_eq!(a.body["validation_status"][0]["retailer_id"], "x");
+}
+
+#[tokio::test]
+async fn status_answers_only_the_fields_asked_for() {
+    let emu = start().await;
+    let handle = handle_of(&send(&emu, &json!([update(json!({"id": "p", "price": "bad"}))])).await);
+    let url = format!(
+        "{}/{V}/{DEFAULT_CATALOG_ID}/check_batch_request_status",
+        emu.url()
+    );
+    let ask = |fields: Option<&'static str>| {
+        let mut query = vec![("handle", handle.clone())];
+        if let Some(fields) = fields {
+            query.push(("fields", fields.to_owned()));
+        }
+        let request = http().get(&url).bearer_auth(DEFAULT_TOKEN).query(&query);
+        async move { read(request.send().await.unwrap()).await }
+    };
+    // Without `fields`: the handle and the status, nothing else, so a missing count shows.
+    let bare = ask(None).await;
+    let keys: Vec<&String> = bare.body["data"][0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["handle", "status"]);
+    let some = ask(Some("status,errors_total_count")).await;
+    let keys: Vec<&String> = some.body["data"][0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["errors_total_count", "status"]);
+    let unknown = ask(Some("status,nonsense")).await;
+    assert_eq!(error_code(&unknown), 100);
+}
+
+#[tokio::test]
+async fn allow_upsert_defaults_to_true_when_absent() {
+    let emu = start().await;
+    let url = format!("{}/{V}/{DEFAULT_CATALOG_ID}/items_batch", emu.url());
+    let text = json!([update(product("new"))]).to_string();
+    let a = read(
+        http()
+            .post(url)
+            .bearer_auth(DEFAULT_TOKEN)
+            .form(&[("item_type", "PRODUCT_ITEM"), ("requests", text.as_str())])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let data = final_status(&emu, &handle_of(&a)).await;
+    assert_eq!(data["errors_total_count"], 0, "{data}");
+    assert!(emu.items(DEFAULT_CATALOG_ID).contains_key("new"));
+}
+
+#[tokio::test]
+async fn retired_versions_answer_2635() {
+    let emu = start().await;
+    for old in ["v24.0", "v2.5"] {
+        let a = read(
+            http()
+                .get(format!("{}/{old}/{DEFAULT_CATALOG_ID}", emu.url()))
+                .bearer_auth(DEFAULT_TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(error_code(&a), 2635, "{old}");
+    }
+    let current = read(
+        http()
+            .get(format!("{}/v27.0/{DEFAULT_CATALOG_ID}", emu.url()))
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(current.status, 200);
+}
+
+#[tokio::test]
+async fn appsecret_proof_is_checked_when_the_emulator_has_a_secret() {
+    use hmac::{Hmac, Mac};
+    let emu = GraphEmulator::start(EmulatorConfig {
+        app_secret: Some("app-secret-for-tests".into()),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/{V}/{DEFAULT_CATALOG_ID}", emu.url());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"app-secret-for-tests").unwrap();
+    mac.update(DEFAULT_TOKEN.as_bytes());
+    let proof = hex::encode(mac.finalize().into_bytes());
+    let call = |proof: Option<String>| {
+        let mut request = http().get(&url).bearer_auth(DEFAULT_TOKEN);
+        if let Some(proof) = proof {
+            request = request.query(&[("appsecret_proof", proof)]);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+    assert_eq!(call(Some(proof)).await.status, 200);
+    let missing = call(None).await;
+    assert_eq!(error_code(&missing), 100);
+    assert!(
+        missing.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("appsecret_proof")
+    );
+    let wrong = call(Some("00".repeat(32))).await;
+    assert_eq!(error_code(&wrong), 100);
 }
 
 #[tokio::test]
@@ -669,7 +798,8 @@ async fn outcomes_and_progression() {
                 .to_owned(),
         );
     }
-    assert_eq!(seen, ["in progress", "Started", "IN_PROGRESS", "finished"]);
+    // The Catalog Batch API guide's order (issue 15 replaced the earlier mix of spellings).
+    assert_eq!(seen, ["Scheduled", "Dispatched", "Started", "finished"]);
     // Terminal stays terminal.
     assert_eq!(
         status(&emu, &handle).await.body["data"][0]["status"],

@@ -767,3 +767,92 @@ async fn never_finishing_batch_stays_in_progress() {
     assert_eq!(s.errors_total_count, 1);
     assert_eq!(s.errors[0].line, None);
 }
+
+/// The emulator verifies `appsecret_proof` when it knows the app secret: the client's proof
+/// passes, and a client with the wrong secret is refused as an invalid request.
+#[tokio::test]
+async fn appsecret_proof_is_accepted_by_a_verifying_emulator() {
+    let emu = GraphEmulator::start(EmulatorConfig {
+        app_secret: Some("app-secret".into()),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let with_secret = |secret: &str| {
+        GraphClient::new(
+            GraphSettings {
+                app_secret: Some(AppSecret::new(secret)),
+                ..settings(&emu.url())
+            },
+            AccessToken::new(DEFAULT_TOKEN),
+        )
+        .unwrap()
+    };
+    let good = with_secret("app-secret");
+    let handle = good
+        .items_batch(DEFAULT_CATALOG_ID, &batch(&["1"]))
+        .await
+        .unwrap()
+        .handles[0]
+        .clone();
+    good.check_batch_request_status(DEFAULT_CATALOG_ID, &handle)
+        .await
+        .unwrap();
+    let err = with_secret("another-secret")
+        .catalog(DEFAULT_CATALOG_ID)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::InvalidRequest, "{err}");
+    assert!(err.to_string().contains("appsecret_proof"), "{err}");
+    assert!(!err.to_string().contains("another-secret"), "{err}");
+}
+
+/// A version Meta retired answers code 2635: its own class, not retried, and the advice names
+/// `GRAPH_API_VERSION`.
+#[tokio::test]
+async fn a_retired_version_stops_with_advice_to_change_it() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let client = GraphClient::new(
+        GraphSettings {
+            api_version: "v24.0".into(),
+            ..settings(&emu.url())
+        },
+        AccessToken::new(DEFAULT_TOKEN),
+    )
+    .unwrap();
+    let err = client
+        .send_batch(DEFAULT_CATALOG_ID, &batch(&["1"]), &quick_retry(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::VersionUnavailable, "{err}");
+    assert!(err.what_to_do().contains("GRAPH_API_VERSION"));
+    let sends = emu
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
+        .count();
+    assert_eq!(sends, 1, "a retired version is not retried");
+}
+
+/// Items Meta refuses while taking the call come back in `validation_status`, beside the handle
+/// of the rest; a call where every item is refused has no `handles` key, read as no handle.
+#[tokio::test]
+async fn synchronous_refusals_are_read_from_the_answer() {
+    let (_emu, client) = start().await;
+    let answer = client
+        .items_batch(DEFAULT_CATALOG_ID, &batch(&["d", "ok", "d"]))
+        .await
+        .unwrap();
+    assert_eq!(answer.handles.len(), 1);
+    assert_eq!(answer.validation_status.len(), 1);
+    assert_eq!(answer.validation_status[0].retailer_id, "d");
+    assert_eq!(answer.validation_status[0].errors.len(), 2);
+    let answer = client
+        .items_batch(DEFAULT_CATALOG_ID, &batch(&["x", "x"]))
+        .await
+        .unwrap();
+    assert!(answer.handles.is_empty());
+    assert_eq!(answer.validation_status[0].retailer_id, "x");
+}
