@@ -103,8 +103,9 @@ fn hint_suffix(kind: StoreErrorKind) -> &'static str {
 pub trait ObjectStore: Send + Sync {
     /// The object's metadata, or `None` if it does not exist.
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
-    /// Streams the object from byte `from` (an empty stream when `from` is its size), or
-    /// `None` if it does not exist. With `if_match`, fails with [`StoreErrorKind::Changed`] if
+    /// Streams the object from byte `from` (an empty stream when `from` is at or past its
+    /// end), or `None` if it does not exist; the [`ObjectInfo`] describes the whole object
+    /// (its `size` is never the length of the range). With `if_match`, fails with [`StoreErrorKind::Changed`] if
     /// the object's ETag differs.
     async fn get(
         &self,
