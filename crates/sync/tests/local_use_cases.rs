@@ -12,7 +12,9 @@ use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::Layout;
 use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
 use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
+use sync::poll::{PollSettings, Poller};
 use sync::process::{DEFAULT_MIN_SEND_WINDOW, FileOutcome, FileProcessor, Services, Settings};
+use sync::sweep::{SweepLimits, Sweeper};
 
 const TOKEN: &str = "local-use-case-token";
 
@@ -20,6 +22,7 @@ const TOKEN: &str = "local-use-case-token";
 struct Local {
     dir: tempfile::TempDir,
     store: Arc<LocalStore>,
+    catalog: Arc<GraphCatalog>,
     emulator: RunningEmulator,
     processor: FileProcessor,
 }
@@ -49,9 +52,10 @@ async fn local() -> Local {
     )
     .await
     .expect("catalog");
+    let catalog = Arc::new(catalog);
     let services = Services {
         store: store.clone(),
-        catalog: Arc::new(catalog),
+        catalog: catalog.clone(),
         alerts: Arc::new(ConsoleAlerts::in_root(dir.path(), false)),
         clock: Arc::new(SystemClock),
         continuations: Arc::new(RescanQueue),
@@ -70,6 +74,7 @@ async fn local() -> Local {
     Local {
         dir,
         store,
+        catalog,
         emulator,
         processor: FileProcessor::new(services, settings),
     }
@@ -177,4 +182,83 @@ async fn a_file_whose_finish_failed_once_is_finished_by_the_next_run() {
     for id in &expected_ids {
         assert_eq!(accepted.get(id), Some(&1), "{id} sent exactly once");
     }
+}
+
+impl Local {
+    fn services(&self) -> Services {
+        Services {
+            store: self.store.clone(),
+            catalog: self.processor_catalog(),
+            alerts: Arc::new(ConsoleAlerts::in_root(self.root(), false)),
+            clock: Arc::new(SystemClock),
+            continuations: Arc::new(RescanQueue),
+        }
+    }
+
+    fn processor_catalog(&self) -> Arc<dyn sync::ports::CatalogApi> {
+        self.catalog.clone()
+    }
+
+    fn alert_log(&self) -> String {
+        std::fs::read_to_string(self.root().join(sync::local::ALERTS_LOG)).unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn the_poller_records_every_verdict_of_a_locally_sent_file() {
+    let local = local().await;
+    local.land("data/export.csv", generated(100)).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived { batches, .. } = outcome else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!(batches, 3, "100 rows in batches of 40");
+    assert_eq!(local.keys(SYNCED_BUCKET, "pending/").await.len(), 3);
+
+    let poller = Poller::new(
+        local.services(),
+        PollSettings {
+            layout: local.processor.layout().clone(),
+            pending_max_age: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            sweep: None,
+        },
+    );
+    let summary = poller.run(None).await.expect("poll");
+    assert_eq!(summary.pending_found, 3);
+    assert_eq!(summary.finished, 3);
+    assert_eq!(summary.alerts_sent, 0, "clean batches need no alert");
+    assert!(local.keys(SYNCED_BUCKET, "pending/").await.is_empty());
+    assert_eq!(local.keys(SYNCED_BUCKET, "checked/").await.len(), 3);
+}
+
+#[tokio::test]
+async fn the_sweep_gives_up_on_a_file_left_behind_through_the_finishing_path() {
+    let local = local().await;
+    local.land("data/left behind.csv", generated(5)).await;
+    let sweeper = Sweeper::new(
+        local.services(),
+        local.processor.layout().clone(),
+        SweepLimits {
+            stale_file_age: Duration::ZERO,
+            max_redrives: 0,
+        },
+    );
+    let summary = sweeper.run().await.expect("sweep");
+    assert_eq!(summary.failed, ["failed/left behind.csv"]);
+    assert!(local.keys(LANDING_BUCKET, "data/").await.is_empty());
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "failed/").await,
+        ["failed/left behind.csv", "failed/left behind.csv.report.json"]
+    );
+    assert_eq!(local.keys(SYNCED_BUCKET, "reports/").await.len(), 1);
+    assert!(local.keys(SYNCED_BUCKET, "progress/").await.is_empty());
+    let log = local.alert_log();
+    assert!(log.contains("send_failed"), "{log}");
+    assert!(log.contains("gave up on data/left behind.csv"), "{log}");
+    assert!(log.contains("copy the file from failed/ back into data/"), "{log}");
 }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::AsyncSeekExt;
 
-use crate::alert::Alert;
+use crate::ports::Alert;
 use crate::ports::{
     AlertError, AlertSink, ListPage, ObjectBody, ObjectInfo, ObjectStore, Payload, StoreError,
     StoreErrorKind,
@@ -954,12 +954,12 @@ mod tests {
 pub struct RescanQueue;
 
 #[async_trait::async_trait]
-impl crate::progress::ContinuationQueue for RescanQueue {
+impl crate::ports::ContinuationQueue for RescanQueue {
     async fn schedule(
         &self,
-        continuation: &crate::progress::Continuation,
+        continuation: &crate::ports::Continuation,
         delay: std::time::Duration,
-    ) -> Result<(), crate::progress::QueueError> {
+    ) -> Result<(), crate::ports::QueueError> {
         tracing::info!(
             key = continuation.key,
             reason = continuation.reason.as_str(),
