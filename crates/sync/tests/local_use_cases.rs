@@ -228,7 +228,13 @@ async fn the_poller_records_every_verdict_of_a_locally_sent_file() {
             sweep: None,
         },
     );
-    let summary = poller.run(None).await.expect("poll");
+    // The emulator answers "in progress" once per handle, then "finished".
+    let first = poller.run(None).await.expect("first poll");
+    assert_eq!(first.pending_found, 3);
+    assert_eq!(first.still_pending, 3);
+    assert_eq!(first.finished, 0);
+    assert_eq!(local.keys(SYNCED_BUCKET, "pending/").await.len(), 3);
+    let summary = poller.run(None).await.expect("second poll");
     assert_eq!(summary.pending_found, 3);
     assert_eq!(summary.finished, 3);
     assert_eq!(summary.alerts_sent, 0, "clean batches need no alert");

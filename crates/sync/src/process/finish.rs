@@ -215,12 +215,12 @@ impl Scope<'_> {
                 warn!(key, %store, "could not store the report of a failed send");
                 None
             }
-            (_, Err(store)) => return Err(store_error(store)),
+            (_, Err(store)) => return Err(self.unfinished(&ending, checkpoint, store_error(store)).await),
         };
-        if let Some(destination) = &destination {
-            self.move_object(bucket, key, destination)
-                .await
-                .map_err(store_error)?;
+        if let Some(destination) = &destination
+            && let Err(store) = self.move_object(bucket, key, destination).await
+        {
+            return Err(self.unfinished(&ending, checkpoint, store_error(store)).await);
         }
         let facts = Facts {
             run,
@@ -267,6 +267,21 @@ impl Scope<'_> {
             self.publish(alert).await;
         }
         outcome
+    }
+
+    /// A finish that failed leaves the run to the next attempt at once, instead of after the
+    /// lease; the file stays in `data/` with its checkpoint, and the next run finishes it.
+    async fn unfinished(
+        &self,
+        ending: &Ending,
+        checkpoint: Checkpoint,
+        error: ProcessError,
+    ) -> ProcessError {
+        // The sweep's checkpoint of a file given up on holds no lease to release.
+        if matches!(ending, Ending::Archived | Ending::Rejected) {
+            self.release(checkpoint).await;
+        }
+        error
     }
 
     fn report(
