@@ -519,6 +519,88 @@ impl Hasher for PassThroughHasher {
     }
 }
 
+/// The CSV line of each request of a batch sent to Meta, by request index and by product id,
+/// so that Meta's per-item answers (which name an index, an id, or both) point back at the
+/// source. Built from the `requests` array (or a stored body `{"requests": [...]}`) and the
+/// lines in request order: the sender uses it on the answer to a call, the poller on a stored
+/// body and its pending record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLines {
+    /// The product id of each request; numbers are kept in their JSON text form.
+    ids: Vec<Option<String>>,
+    /// The CSV line of each request.
+    lines: Vec<u64>,
+}
+
+/// A stored body, wrapped as catalog-sync stores it or a bare `requests` array.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RequestsDocument {
+    Wrapped { requests: Vec<IdOnlyRequest> },
+    Bare(Vec<IdOnlyRequest>),
+}
+
+/// Only the product id of each request is read: bodies can be megabytes.
+#[derive(serde::Deserialize)]
+struct IdOnlyRequest {
+    #[serde(default)]
+    data: Option<IdOnlyData>,
+}
+
+#[derive(serde::Deserialize)]
+struct IdOnlyData {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+impl RequestLines {
+    /// The lines of the requests in `requests_json`; a document that is not a requests array
+    /// (or a body holding one) maps by index only.
+    pub fn new(requests_json: &[u8], lines: Vec<u64>) -> Self {
+        let ids = match serde_json::from_slice::<RequestsDocument>(requests_json) {
+            Ok(RequestsDocument::Wrapped { requests } | RequestsDocument::Bare(requests)) => {
+                requests
+                    .into_iter()
+                    .map(|request| match request.data.and_then(|data| data.id) {
+                        Some(serde_json::Value::String(text)) => Some(text),
+                        Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        RequestLines { ids, lines }
+    }
+
+    /// The line of the request at 0-based `index`.
+    pub fn line_of_index(&self, index: u64) -> Option<u64> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.lines.get(index).copied())
+    }
+
+    /// The line of the request carrying product `id`: the last one, as Meta keeps the last of
+    /// duplicated ids in a batch.
+    pub fn line_of_id(&self, id: &str) -> Option<u64> {
+        let index = self.ids.iter().rposition(|candidate| candidate.as_deref() == Some(id))?;
+        self.lines.get(index).copied()
+    }
+
+    /// The line of an item Meta answered about: by its index when given, else by its id.
+    pub fn line_of(&self, index: Option<u64>, id: Option<&str>) -> Option<u64> {
+        match index {
+            Some(index) => self.line_of_index(index),
+            None => id.and_then(|id| self.line_of_id(id)),
+        }
+    }
+
+    /// True when the document named no ids (so only indexes map to lines).
+    pub fn has_ids(&self) -> bool {
+        !self.ids.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,5 +655,46 @@ mod tests {
                 assert_eq!(form_encoded_len(slice), encoded.len(), "{start}..{end}");
             }
         }
+    }
+
+    #[test]
+    fn request_lines_map_indexes_and_string_or_number_ids_to_lines() {
+        let requests = br#"[{"method":"UPDATE","data":{"id":"SKU-1"}},{"method":"UPDATE","data":{"id":42}},{"method":"UPDATE","data":{"id":"SKU-1"}},{"method":"UPDATE"}]"#;
+        let lines = RequestLines::new(requests, vec![2, 3, 7, 9]);
+        assert_eq!(lines.line_of_index(1), Some(3));
+        assert_eq!(lines.line_of_index(4), None);
+        assert_eq!(lines.line_of_id("42"), Some(3), "a number id matches its text");
+        assert_eq!(lines.line_of_id("SKU-1"), Some(7), "the last of duplicated ids");
+        assert_eq!(lines.line_of_id("SKU-9"), None);
+        assert_eq!(lines.line_of(Some(0), Some("42")), Some(2), "the index wins");
+        assert_eq!(lines.line_of(None, Some("42")), Some(3));
+        let wrapped = br#"{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[{"data":{"id":"a"}}]}"#;
+        assert_eq!(RequestLines::new(wrapped, vec![5]).line_of_id("a"), Some(5));
+        let unreadable = RequestLines::new(b"not json", vec![5]);
+        assert!(!unreadable.has_ids());
+        assert_eq!(unreadable.line_of(Some(0), None), Some(5));
+    }
+
+    /// Moved from sync's poller, which read stored bodies with its own copy of this mapping.
+    #[test]
+    fn request_lines_read_wrapped_and_bare_bodies() {
+        let wrapped = br#"{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[
+            {"method":"UPDATE","data":{"id":"a","title":"x"}},
+            {"method":"UPDATE","data":{"id":105}},
+            {"method":"UPDATE","data":{}},
+            {"method":"UPDATE","data":{"id":"a"}}]}"#;
+        // Each request's line is its index, so the lines found are the request indexes.
+        let indexes = RequestLines::new(wrapped, vec![0, 1, 2, 3]);
+        assert_eq!(
+            indexes.ids,
+            [Some("a".into()), Some("105".into()), None, Some("a".into())]
+        );
+        assert_eq!(indexes.line_of_id("a"), Some(3));
+        assert_eq!(indexes.line_of_id("105"), Some(1));
+        assert_eq!(indexes.line_of_id("zz"), None);
+        let bare = br#"[{"data":{"id":"b"}}]"#;
+        assert_eq!(RequestLines::new(bare, vec![0]).ids, [Some("b".into())]);
+        assert!(!RequestLines::new(b"not json", vec![]).has_ids());
+        assert!(!RequestLines::new(b"{\"requests\": 5}", vec![]).has_ids());
     }
 }

@@ -18,7 +18,7 @@ pub mod synthetic;
 
 pub use batch::{
     Batch, BatchLimits, BatchSizeError, Batcher, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES,
-    META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed, RowRef, SerializeError, Superseded,
+    META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed, RequestLines, RowRef, SerializeError, Superseded,
     form_encoded_len,
 };
 pub use field::{AVAILABILITY_VALUES, CONDITION_VALUES, Field};

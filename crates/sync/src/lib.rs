@@ -8,15 +8,13 @@
 //!   clock, follow-up queue.
 //! - Adapters: [`aws`] (S3, SNS, SQS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
 
+pub mod adapters;
 pub mod alert;
 pub mod aws;
 pub mod config;
 pub mod event;
-pub mod faults;
-pub mod graph_api;
 pub mod init_error;
 pub mod keys;
-pub mod local;
 pub mod metrics;
 pub mod poll;
 pub mod ports;
@@ -27,3 +25,6 @@ pub mod sweep;
 pub mod wiring;
 
 pub use config::{Config, ConfigError, Requirements, TokenSource};
+
+// The adapters' old paths, kept for the binaries and the CLI.
+pub use adapters::{faults, graph_api, local};

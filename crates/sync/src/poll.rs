@@ -5,11 +5,11 @@
 //! only then is `pending/<handle>.json` deleted, so a crash in between leaves the handle pending
 //! (checked again next run), never lost.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
+use catalog::RequestLines;
 use graph::{BatchState, BatchStatus, ErrorClass, GraphError, ItemProblem};
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -19,22 +19,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::alert::{Alert, AlertBuilder, AlertKind, MAX_SAMPLES, Sample, shorten};
+use crate::alert::wording::{self, non_empty, state_name};
+use crate::alert::{Alert, MAX_SAMPLES, Sample};
 use crate::keys::{self, Layout, PENDING_PREFIX};
-use crate::ports::{self, AlertError, ObjectInfo, Payload, StoreError};
-use crate::process::Services;
+use crate::ports::{self, AlertError, ObjectInfo, Payload, Services, StoreError};
 use crate::report::PendingRecord;
 use crate::sweep::{SweepLimits, SweepSummary, Sweeper};
 
 /// No new check starts when less than this is left before the deadline: a check and its two
 /// writes must fit in what remains, and an unchecked handle simply waits for the next run.
 pub const START_MARGIN: Duration = Duration::from_secs(3);
-/// Files named one by one in a verdict alert; the rest are summed up in one line.
-const MAX_FILES_LISTED: usize = 20;
-/// S3 keys listed in an alert; more would only bury the first ones (and bloat the message).
-const MAX_KEYS_LISTED: usize = 20;
-/// Longest file name quoted in a fact, so many long keys cannot crowd out the samples.
-const MAX_FILE_CHARS: usize = 300;
 
 /// What polling needs besides the adapters.
 #[derive(Debug, Clone)]
@@ -175,16 +169,6 @@ struct Verdict {
     warnings_total: u64,
     errors: Vec<Sample>,
     warnings: Vec<Sample>,
-}
-
-impl Verdict {
-    fn has_problems(&self) -> bool {
-        self.errors_total > 0 || self.warnings_total > 0 || self.state != BatchState::Finished
-    }
-
-    fn not_saved(&self) -> bool {
-        matches!(self.state, BatchState::Canceled | BatchState::Error)
-    }
 }
 
 /// A handle left pending after an answer (or a failed check), with what is known of its age.
@@ -696,269 +680,71 @@ impl Poller {
     /// `batch_errors` or `batch_warnings` for the verdicts of this run, or `None` when every
     /// batch finished clean.
     fn verdict_alert(&self, verdicts: &[Verdict], summary: &PollSummary) -> Option<Alert> {
-        let problems: Vec<&Verdict> = verdicts.iter().filter(|v| v.has_problems()).collect();
-        if problems.is_empty() {
-            return None;
-        }
-        let errors: u64 = problems.iter().map(|v| v.errors_total).sum();
-        let warnings: u64 = problems.iter().map(|v| v.warnings_total).sum();
-        let canceled = problems
-            .iter()
-            .filter(|v| v.state == BatchState::Canceled)
-            .count();
-        let failed = problems
-            .iter()
-            .filter(|v| v.state == BatchState::Error)
-            .count();
-        let any_error = errors > 0 || canceled > 0 || failed > 0;
-        let catalog = self.services.catalog.catalog_id();
-        let batches = problems.len();
-
-        let (kind, headline) = if any_error {
-            let mut headline =
-                format!("{errors} item error(s), {warnings} warning(s) in {batches} batch(es)");
-            if canceled > 0 {
-                headline.push_str(&format!(", {canceled} canceled"));
-            }
-            if failed > 0 {
-                headline.push_str(&format!(", {failed} failed"));
-            }
-            (AlertKind::BatchErrors, headline)
-        } else {
-            (
-                AlertKind::BatchWarnings,
-                format!("{warnings} item warning(s) in {batches} batch(es)"),
-            )
-        };
-        let mut what = format!(
-            "Meta finished {} batch(es) sent to catalog {catalog}; {batches} of them reported problems.",
-            verdicts.len()
-        );
-        if errors > 0 {
-            what.push_str(&format!(
-                " {errors} product(s) had errors and were not saved in the catalog."
-            ));
-        }
-        if warnings > 0 {
-            what.push_str(&format!(
-                " {warnings} warning(s) concern products that were saved but should be improved."
-            ));
-        }
-        if canceled + failed > 0 {
-            what.push_str(&format!(
-                " {} batch(es) ended canceled or in error: none of their products were saved.",
-                canceled + failed
-            ));
-        }
-
-        let mut builder = AlertBuilder::new(kind, headline)
-            .what_happened(what)
-            .fact("Catalog", catalog)
-            .fact("Batches checked this run", summary.checked)
-            .fact("Batches with problems", batches)
-            .fact("Item errors (products not saved)", errors)
-            .fact("Warnings (products saved)", warnings);
-        if canceled > 0 {
-            builder = builder.fact("Batches canceled (nothing saved)", canceled);
-        }
-        if failed > 0 {
-            builder = builder.fact("Batches failed (nothing saved)", failed);
-        }
-
-        // Per source file: errors / warnings / batches.
-        let mut files: BTreeMap<String, FileTally> = BTreeMap::new();
-        for verdict in &problems {
-            let tally = files.entry(self.file_label(&verdict.record)).or_default();
-            tally.batches += 1;
-            tally.errors += verdict.errors_total;
-            tally.warnings += verdict.warnings_total;
-            if verdict.not_saved() {
-                tally.not_saved += 1;
-            }
-        }
-        let file_count = files.len();
-        for (file, tally) in files.iter().take(MAX_FILES_LISTED) {
-            let mut value = format!(
-                "{} error(s), {} warning(s) in {} batch(es)",
-                tally.errors, tally.warnings, tally.batches
-            );
-            if tally.not_saved > 0 {
-                value.push_str(&format!(
-                    "; {} batch(es) canceled or failed",
-                    tally.not_saved
-                ));
-            }
-            builder = builder.fact(format!("File {}", shorten(file, MAX_FILE_CHARS)), value);
-        }
-        if file_count > MAX_FILES_LISTED {
-            builder = builder.fact(
-                "Other files",
-                format!(
-                    "{} more; see the full verdicts",
-                    file_count - MAX_FILES_LISTED
-                ),
-            );
-        }
-
-        // Samples: errors first, then whole batches not saved, then warnings.
-        for verdict in &problems {
-            for sample in &verdict.errors {
-                builder.add_sample(sample.clone());
-            }
-        }
-        for verdict in problems.iter().filter(|v| v.not_saved()) {
-            builder.add_sample(Sample {
-                file: non_empty(&verdict.record.source_key),
-                line: verdict.record.lines.first().copied(),
-                id: None,
-                message: format!(
-                    "batch {} ({} products) ended {}: none of its products were saved",
-                    verdict.record.handle,
-                    verdict.record.item_count,
-                    state_name(verdict.state)
-                ),
-            });
-        }
-        for verdict in &problems {
-            for sample in &verdict.warnings {
-                builder.add_sample(sample.clone());
-            }
-        }
-
-        for verdict in problems.iter().take(MAX_KEYS_LISTED) {
-            builder = builder.key(self.synced_url(&verdict.checked_key));
-        }
-        if problems.len() > MAX_KEYS_LISTED {
-            let now = self.services.clock.now();
-            builder = builder.key(format!(
-                "... and {} more under {}",
-                problems.len() - MAX_KEYS_LISTED,
-                self.synced_url(&format!("checked/{}/", keys::date_path(now)))
-            ));
-        }
-        let mut next = String::new();
-        if errors > 0 {
-            next.push_str("Fix the products named (file, CSV line, id) in the source database; they are sent again with the next export that includes them. ");
-        }
-        if canceled + failed > 0 {
-            next.push_str("For canceled or failed batches, send the file again (copy it from archive/ back into data/): updates are safe to repeat. ");
-        }
-        if warnings > 0 {
-            next.push_str("Warnings do not block products but can limit how they show; improve the data when convenient. ");
-        }
-        next.push_str("Each verdict file lists Meta's samples with their source lines.");
-        Some(builder.next_steps(next).build())
+        let now = self.services.clock.now();
+        wording::batch_verdicts(&wording::Verdicts {
+            catalog_id: self.services.catalog.catalog_id().to_owned(),
+            checked: summary.checked,
+            ended: verdicts
+                .iter()
+                .map(|verdict| wording::EndedBatch {
+                    file_label: self.file_label(&verdict.record),
+                    source_key: verdict.record.source_key.clone(),
+                    handle: verdict.record.handle.clone(),
+                    item_count: verdict.record.item_count,
+                    first_line: verdict.record.lines.first().copied(),
+                    state: verdict.state,
+                    errors_total: verdict.errors_total,
+                    warnings_total: verdict.warnings_total,
+                    errors: verdict.errors.clone(),
+                    warnings: verdict.warnings.clone(),
+                    verdict_at: self.synced_url(&verdict.checked_key),
+                })
+                .collect(),
+            verdicts_under: self.synced_url(&format!("checked/{}/", keys::date_path(now))),
+        })
     }
 
     /// One `batch_stuck` alert for the handles that became stuck since the last alert.
     fn stuck_alert(&self, stuck: &[Waiting]) -> Alert {
-        let max_age = format_age(self.settings.pending_max_age);
-        let catalog = self.services.catalog.catalog_id();
-        let mut builder = AlertBuilder::new(
-            AlertKind::BatchStuck,
-            format!("{} batch(es) not finished after {max_age}", stuck.len()),
-        )
-        .what_happened(format!(
-            "Meta has not given a final status for {} batch(es) sent to catalog {catalog} more than {max_age} ago (PENDING_MAX_AGE). They stay pending and are checked on every run; this alert is sent once per batch.",
-            stuck.len()
-        ))
-        .fact("Catalog", catalog)
-        .fact("Stuck batches", stuck.len());
-        for waiting in stuck {
-            let record = &waiting.record;
-            builder.add_sample(Sample {
-                file: non_empty(&record.source_key),
-                line: record.lines.first().copied(),
-                id: None,
-                message: format!(
-                    "batch {} ({} products) sent {}; last answer: {}",
-                    record.handle,
-                    record.item_count,
-                    if record.sent_at.is_empty() {
-                        "at an unknown time"
-                    } else {
-                        &record.sent_at
-                    },
-                    shorten(&waiting.last_answer, 200)
-                ),
-            });
-        }
-        for waiting in stuck.iter().take(MAX_KEYS_LISTED) {
-            builder = builder.key(self.synced_url(&waiting.pending_key));
-        }
-        if stuck.len() > MAX_KEYS_LISTED {
-            builder = builder.key(format!(
-                "... and {} more under {}",
-                stuck.len() - MAX_KEYS_LISTED,
-                self.synced_url(PENDING_PREFIX)
-            ));
-        }
-        builder
-            .next_steps("Look the batches up in Meta Commerce Manager (catalog > data sources). If one never finishes, send its file again (copy it from archive/ back into data/; updates are safe to repeat) and delete its pending record to stop tracking it.")
-            .build()
+        wording::batch_stuck(&wording::Stuck {
+            catalog_id: self.services.catalog.catalog_id().to_owned(),
+            max_age: format_age(self.settings.pending_max_age),
+            batches: stuck
+                .iter()
+                .map(|waiting| wording::StuckBatch {
+                    source_key: waiting.record.source_key.clone(),
+                    first_line: waiting.record.lines.first().copied(),
+                    handle: waiting.record.handle.clone(),
+                    item_count: waiting.record.item_count,
+                    sent_at: waiting.record.sent_at.clone(),
+                    last_answer: waiting.last_answer.clone(),
+                    pending_at: self.synced_url(&waiting.pending_key),
+                })
+                .collect(),
+            pending_under: self.synced_url(PENDING_PREFIX),
+        })
     }
 
     /// `token_invalid` or (throttling) `send_failed`: the run stopped before checking everything.
     fn stop_alert(&self, reason: &GraphError, summary: &PollSummary) -> Alert {
-        let catalog = self.services.catalog.catalog_id();
-        let left = summary
-            .pending_found
-            .saturating_sub(summary.finished + summary.canceled + summary.errored);
-        let synced_pending = self.synced_url(PENDING_PREFIX);
-        let builder = if reason.class() == ErrorClass::TokenInvalid {
-            AlertBuilder::new(
-                AlertKind::TokenInvalid,
-                format!("Meta access token refused; {left} batch check(s) waiting"),
-            )
-            .what_happened(format!(
-                "catalog-sync could not check batch statuses in catalog {catalog}: {reason}. No batch can be checked (or sent) until the token is replaced."
-            ))
-            .next_steps(format!(
-                "{} Pending batches are kept and checked on the first run after that; nothing needs to be sent again.",
-                reason.what_to_do()
-            ))
-        } else {
-            AlertBuilder::new(
-                AlertKind::SendFailed,
-                format!("Meta rate limit; {left} batch check(s) resume next run"),
-            )
-            .what_happened(format!(
-                "Meta rate-limited the batch status checks for catalog {catalog}: {reason}. catalog-sync stopped checking for this run; the remaining batches stay pending and checks resume on the next scheduled run."
-            ))
-            .next_steps("Nothing to do if this happens now and then. If it repeats on every run, lower POLL_CONCURRENCY or poll less often (PollSchedule), and check whether another tool is using the catalog's batch API heavily.")
-        };
-        builder
-            .fact("Catalog", catalog)
-            .fact(
-                "Pending batches at the start of the run",
-                summary.pending_found,
-            )
-            .fact(
-                "Batches that ended before the stop",
-                summary.finished + summary.canceled + summary.errored,
-            )
-            .fact("Batches still pending", left)
-            .key(synced_pending)
-            .build()
+        wording::poll_stopped(&wording::PollStopped {
+            catalog_id: self.services.catalog.catalog_id().to_owned(),
+            reason,
+            pending_found: summary.pending_found,
+            ended: summary.finished + summary.canceled + summary.errored,
+            pending_under: self.synced_url(PENDING_PREFIX),
+        })
     }
 }
 
-/// Counts per source file in a verdict alert.
-#[derive(Debug, Default)]
-struct FileTally {
-    batches: u64,
-    errors: u64,
-    warnings: u64,
-    not_saved: u64,
-}
-
-/// Points Meta's problems at source CSV lines: the 0-based request index through
-/// `PendingRecord::lines`, or, when Meta gives only an id, the id's position in the stored
-/// batch body (read at most once per handle, and only when needed).
+/// Points Meta's problems at source CSV lines through [`RequestLines`]: the 0-based request
+/// index through `PendingRecord::lines`, or, when Meta gives only an id, the id's position in
+/// the stored batch body (read at most once per handle, and only when needed).
 struct LineResolver<'a> {
     poller: &'a Poller,
     record: &'a PendingRecord,
-    ids: Option<Vec<Option<String>>>,
+    by_index: RequestLines,
+    by_id: Option<RequestLines>,
 }
 
 impl<'a> LineResolver<'a> {
@@ -966,41 +752,34 @@ impl<'a> LineResolver<'a> {
         LineResolver {
             poller,
             record,
-            ids: None,
+            by_index: RequestLines::new(&[], record.lines.clone()),
+            by_id: None,
         }
     }
 
     async fn sample(&mut self, problem: &ItemProblem) -> Sample {
-        let by_index = problem
-            .line
-            .and_then(|index| usize::try_from(index).ok())
-            .and_then(|index| self.record.lines.get(index).copied());
-        // Copied out so the lines stay readable while `request_ids` borrows `self` mutably.
-        let record: &'a PendingRecord = self.record;
-        let line = match (by_index, &problem.id) {
-            (Some(line), _) => Some(line),
-            (None, Some(id)) if problem.line.is_none() => {
-                let ids = self.request_ids().await;
-                request_index_of(ids, id).and_then(|index| record.lines.get(index).copied())
-            }
-            _ => None,
+        let line = match (problem.line, problem.id.as_deref()) {
+            (Some(index), _) => self.by_index.line_of_index(index),
+            (None, Some(id)) => self.with_ids().await.line_of_id(id),
+            (None, None) => None,
         };
         Sample {
-            file: non_empty(&record.source_key),
+            file: non_empty(&self.record.source_key),
             line,
             id: problem.id.clone(),
             message: problem.message.clone(),
         }
     }
 
-    async fn request_ids(&mut self) -> &[Option<String>] {
-        if self.ids.is_none() {
-            self.ids = Some(self.load_ids().await);
+    async fn with_ids(&mut self) -> &RequestLines {
+        if self.by_id.is_none() {
+            let body = self.load_body().await;
+            self.by_id = Some(RequestLines::new(&body, self.record.lines.clone()));
         }
-        self.ids.as_deref().unwrap_or_default()
+        self.by_id.as_ref().unwrap_or(&self.by_index)
     }
 
-    async fn load_ids(&self) -> Vec<Option<String>> {
+    async fn load_body(&self) -> Vec<u8> {
         if self.record.batch_key.is_empty() {
             return Vec::new();
         }
@@ -1012,7 +791,7 @@ impl<'a> LineResolver<'a> {
         )
         .await
         {
-            Ok(Some(bytes)) => request_ids(&bytes),
+            Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 warn!(
                     batch_key = self.record.batch_key,
@@ -1026,57 +805,6 @@ impl<'a> LineResolver<'a> {
             }
         }
     }
-}
-
-/// The stored body: `{"requests": [...]}` as written by the sender, or a bare array.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredBody {
-    Wrapped { requests: Vec<StoredRequest> },
-    Bare(Vec<StoredRequest>),
-}
-
-/// Only the retailer id of each request is kept: bodies can be megabytes.
-#[derive(Deserialize)]
-struct StoredRequest {
-    #[serde(default)]
-    data: Option<StoredData>,
-}
-
-#[derive(Deserialize)]
-struct StoredData {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
-
-/// The retailer id of each request of a stored batch body, in request order.
-fn request_ids(body: &[u8]) -> Vec<Option<String>> {
-    let requests = match serde_json::from_slice::<StoredBody>(body) {
-        Ok(StoredBody::Wrapped { requests } | StoredBody::Bare(requests)) => requests,
-        Err(error) => {
-            warn!(%error, "stored batch body is not the expected JSON");
-            return Vec::new();
-        }
-    };
-    requests
-        .into_iter()
-        .map(|request| {
-            request
-                .data
-                .and_then(|data| data.id)
-                .and_then(|id| match id {
-                    serde_json::Value::String(text) => Some(text),
-                    serde_json::Value::Number(number) => Some(number.to_string()),
-                    _ => None,
-                })
-        })
-        .collect()
-}
-
-/// Index of the request carrying `id`; the last one, as Meta keeps the last of duplicates.
-fn request_index_of(ids: &[Option<String>], id: &str) -> Option<usize> {
-    ids.iter()
-        .rposition(|candidate| candidate.as_deref() == Some(id))
 }
 
 /// The handle named by a `pending/<handle>.json` key, percent-decoded as `pending_key` encoded it.
@@ -1121,19 +849,6 @@ fn format_age(duration: Duration) -> String {
     }
 }
 
-fn state_name(state: BatchState) -> &'static str {
-    match state {
-        BatchState::Finished => "finished",
-        BatchState::Canceled => "canceled",
-        BatchState::Error => "error",
-        BatchState::InProgress => "in progress",
-    }
-}
-
-fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1151,27 +866,6 @@ mod tests {
         assert_eq!(handle_of_key("pending/a.txt"), None);
         assert_eq!(handle_of_key("pending/sub/a.json"), None);
         assert_eq!(handle_of_key("checked/a.json"), None);
-    }
-
-    #[test]
-    fn request_ids_read_wrapped_and_bare_bodies() {
-        let wrapped = br#"{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[
-            {"method":"UPDATE","data":{"id":"a","title":"x"}},
-            {"method":"UPDATE","data":{"id":105}},
-            {"method":"UPDATE","data":{}},
-            {"method":"UPDATE","data":{"id":"a"}}]}"#;
-        let ids = request_ids(wrapped);
-        assert_eq!(
-            ids,
-            [Some("a".into()), Some("105".into()), None, Some("a".into())]
-        );
-        assert_eq!(request_index_of(&ids, "a"), Some(3));
-        assert_eq!(request_index_of(&ids, "105"), Some(1));
-        assert_eq!(request_index_of(&ids, "zz"), None);
-        let bare = br#"[{"data":{"id":"b"}}]"#;
-        assert_eq!(request_ids(bare), [Some("b".into())]);
-        assert!(request_ids(b"not json").is_empty());
-        assert!(request_ids(b"{\"requests\": 5}").is_empty());
     }
 
     #[test]

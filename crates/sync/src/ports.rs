@@ -1,18 +1,23 @@
-//! The small interfaces the use cases are written against, so that S3, SNS and Meta can be
-//! swapped for a local folder, the console and the emulator, or for fakes in unit tests.
+//! Every port the use cases are written against, so that S3, SNS, SQS, Secrets Manager and
+//! Meta can be swapped for a local folder, the console and the emulator, or for fakes in unit
+//! tests: [`ObjectStore`], [`CatalogApi`], [`TokenProvider`], [`AlertSink`], [`Clock`] and
+//! [`ContinuationQueue`], bundled for a use case as [`Services`].
 
 use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use graph::{BatchStatus, CatalogInfo, GraphError, SentChunk};
+use graph::{AccessToken, BatchStatus, CatalogInfo, GraphError, SentChunk};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::OffsetDateTime;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-use crate::alert::Alert;
 
 /// A streamed object body.
 pub type ObjectBody = Pin<Box<dyn AsyncRead + Send>>;
@@ -103,8 +108,9 @@ fn hint_suffix(kind: StoreErrorKind) -> &'static str {
 pub trait ObjectStore: Send + Sync {
     /// The object's metadata, or `None` if it does not exist.
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
-    /// Streams the object from byte `from` (an empty stream when `from` is its size), or
-    /// `None` if it does not exist. With `if_match`, fails with [`StoreErrorKind::Changed`] if
+    /// Streams the object from byte `from` (an empty stream when `from` is at or past its
+    /// end), or `None` if it does not exist; the [`ObjectInfo`] describes the whole object
+    /// (its `size` is never the length of the range). With `if_match`, fails with [`StoreErrorKind::Changed`] if
     /// the object's ETag differs.
     async fn get(
         &self,
@@ -203,6 +209,105 @@ pub trait CatalogApi: Send + Sync {
     async fn preflight(&self) -> Result<CatalogInfo, GraphError>;
 }
 
+/// What an alert is about; subscribers filter on it (SNS message attribute `kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A whole file could not be used.
+    FileRejected,
+    /// Some rows of a file were rejected.
+    RowsRejected,
+    /// A file could not be sent after retries.
+    SendFailed,
+    /// Meta refused the access token.
+    TokenInvalid,
+    /// Meta reported item errors in finished batches.
+    BatchErrors,
+    /// Meta reported only warnings.
+    BatchWarnings,
+    /// A batch has not finished within `PENDING_MAX_AGE`.
+    BatchStuck,
+}
+
+impl AlertKind {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::FileRejected => "file_rejected",
+            AlertKind::RowsRejected => "rows_rejected",
+            AlertKind::SendFailed => "send_failed",
+            AlertKind::TokenInvalid => "token_invalid",
+            AlertKind::BatchErrors => "batch_errors",
+            AlertKind::BatchWarnings => "batch_warnings",
+            AlertKind::BatchStuck => "batch_stuck",
+        }
+    }
+
+    /// How serious this kind is (SNS message attribute `severity`).
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::RowsRejected | AlertKind::BatchWarnings => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+/// How urgently a person should look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Something was not synced.
+    Error,
+    /// Synced, but worth a look.
+    Warning,
+}
+
+impl Severity {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// An alert ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    /// What it is about.
+    pub kind: AlertKind,
+    /// `catalog-sync: ...`, at most 100 ASCII characters.
+    pub subject: String,
+    /// Plain text for email.
+    pub text: String,
+    /// The same facts as a JSON document for programs.
+    pub document: serde_json::Value,
+}
+
+impl Alert {
+    /// Severity, from the kind.
+    pub fn severity(&self) -> Severity {
+        self.kind.severity()
+    }
+
+    /// The SNS `Message` for `MessageStructure: json`: the text for email and SMS-like
+    /// protocols, the JSON document (as a string) for SQS, HTTP(S) and Lambda subscribers.
+    pub fn sns_message(&self) -> String {
+        let document = self.document.to_string();
+        json!({
+            "default": self.text,
+            "email": self.text,
+            "email-json": document,
+            "sqs": document,
+            "http": document,
+            "https": document,
+            "lambda": document,
+        })
+        .to_string()
+    }
+}
+
 /// A failed alert delivery.
 #[derive(Debug, thiserror::Error)]
 #[error("could not deliver alert {subject:?}: {message}")]
@@ -234,4 +339,93 @@ impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
     }
+}
+
+/// The token could not be obtained.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);
+
+/// Where the access token comes from (Secrets Manager on AWS, a variable locally).
+#[async_trait]
+pub trait TokenProvider: Send + Sync {
+    /// The current token.
+    async fn token(&self) -> Result<AccessToken, TokenError>;
+}
+
+/// Why a file should be processed again by a later invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContinueReason {
+    /// The invocation's time ran out with batches left.
+    Deadline,
+    /// Meta asked to wait longer than the invocation had left.
+    Throttled,
+    /// Meta could not be reached for now.
+    Unavailable,
+    /// The poller's sweep found the file left in `data/`.
+    Redrive,
+}
+
+impl ContinueReason {
+    /// A stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContinueReason::Deadline => "deadline",
+            ContinueReason::Throttled => "throttled",
+            ContinueReason::Unavailable => "unavailable",
+            ContinueReason::Redrive => "redrive",
+        }
+    }
+}
+
+/// A request to process a landed file (again) in a later invocation: the body of a message on
+/// the continuation queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Continuation {
+    /// Landing bucket.
+    pub bucket: String,
+    /// The file's key in `data/`.
+    pub key: String,
+    /// The run to continue, when there is one.
+    pub run_id: Option<String>,
+    /// Why.
+    pub reason: ContinueReason,
+}
+
+/// The continuation could not be queued.
+#[derive(Debug, thiserror::Error)]
+#[error("could not queue the continuation of {key}: {message}")]
+pub struct QueueError {
+    /// The file.
+    pub key: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Where follow-up invocations are requested: an SQS queue feeding sync-on-arrival on AWS, a
+/// rescan of the landing folder for local runs.
+#[async_trait]
+pub trait ContinuationQueue: Send + Sync {
+    /// Asks for `continuation` to be processed after `delay`.
+    async fn schedule(
+        &self,
+        continuation: &Continuation,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
+}
+
+/// The adapters a use case runs on.
+#[derive(Clone)]
+pub struct Services {
+    /// S3 or a local folder.
+    pub store: Arc<dyn ObjectStore>,
+    /// Meta's Graph API or the emulator.
+    pub catalog: Arc<dyn CatalogApi>,
+    /// SNS or the console.
+    pub alerts: Arc<dyn AlertSink>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Follow-up invocations: SQS on AWS, in-process locally.
+    pub continuations: Arc<dyn ContinuationQueue>,
 }

@@ -8,9 +8,6 @@
 //! flight, which Meta treats as a harmless upsert. A follow-up invocation resumes from it; a
 //! changed ETag means the file was replaced, and the new version starts over.
 
-use std::time::Duration;
-
-use async_trait::async_trait;
 use catalog::{HeaderLayout, Position};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,6 +15,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::alert::Sample;
 use crate::keys::{self, PROGRESS_PREFIX};
+pub use crate::adapters::log::NoQueue;
+pub use crate::ports::{Continuation, ContinuationQueue, ContinueReason, QueueError};
 use crate::ports::{ObjectStore, Payload, StoreError, StoreErrorKind, list_all, read_small};
 use crate::report::{BatchRecord, Counts, Failure, SpoolMark};
 
@@ -314,92 +313,10 @@ pub async fn remove(
     store.delete(synced_bucket, &checkpoint.key()).await
 }
 
-/// Why a file should be processed again by a later invocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ContinueReason {
-    /// The invocation's time ran out with batches left.
-    Deadline,
-    /// Meta asked to wait longer than the invocation had left.
-    Throttled,
-    /// Meta could not be reached for now.
-    Unavailable,
-    /// The poller's sweep found the file left in `data/`.
-    Redrive,
-}
-
-impl ContinueReason {
-    /// A stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContinueReason::Deadline => "deadline",
-            ContinueReason::Throttled => "throttled",
-            ContinueReason::Unavailable => "unavailable",
-            ContinueReason::Redrive => "redrive",
-        }
-    }
-}
-
-/// A request to process a landed file (again) in a later invocation: the body of a message on
-/// the continuation queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Continuation {
-    /// Landing bucket.
-    pub bucket: String,
-    /// The file's key in `data/`.
-    pub key: String,
-    /// The run to continue, when there is one.
-    pub run_id: Option<String>,
-    /// Why.
-    pub reason: ContinueReason,
-}
-
-/// The continuation could not be queued.
-#[derive(Debug, thiserror::Error)]
-#[error("could not queue the continuation of {key}: {message}")]
-pub struct QueueError {
-    /// The file.
-    pub key: String,
-    /// Why.
-    pub message: String,
-}
-
-/// Where follow-up invocations are requested: an SQS queue feeding sync-on-arrival on AWS, a
-/// rescan of the landing folder for local runs ([`crate::local::RescanQueue`]).
-#[async_trait]
-pub trait ContinuationQueue: Send + Sync {
-    /// Asks for `continuation` to be processed after `delay`.
-    async fn schedule(
-        &self,
-        continuation: &Continuation,
-        delay: Duration,
-    ) -> Result<(), QueueError>;
-}
-
-/// No queue configured: continuations are only logged, and the poller's sweep re-drives the
-/// file once it is older than its threshold.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoQueue;
-
-#[async_trait]
-impl ContinuationQueue for NoQueue {
-    async fn schedule(
-        &self,
-        continuation: &Continuation,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        tracing::warn!(
-            key = continuation.key,
-            reason = continuation.reason.as_str(),
-            delay_s = delay.as_secs(),
-            "no continuation queue configured (CONTINUE_QUEUE_URL); the poller's sweep will re-drive the file"
-        );
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

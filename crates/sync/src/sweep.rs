@@ -17,11 +17,9 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::keys::Layout;
-use crate::ports::{ObjectInfo, StoreError, list_all};
-use crate::process::{FileProcessor, Services, Settings};
-use crate::progress::{
-    self, Checkpoint, Continuation, ContinueReason, ProgressState, format_time, parse_time,
-};
+use crate::ports::{Continuation, ContinueReason, ObjectInfo, Services, StoreError, list_all};
+use crate::process;
+use crate::progress::{self, Checkpoint, ProgressState, format_time, parse_time};
 
 /// When a file counts as left behind, and how often it is re-driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,27 +81,15 @@ pub struct Sweeper {
     services: Services,
     layout: Layout,
     limits: SweepLimits,
-    processor: FileProcessor,
 }
 
 impl Sweeper {
     /// A sweeper over these adapters.
     pub fn new(services: Services, layout: Layout, limits: SweepLimits) -> Self {
-        let processor = FileProcessor::new(
-            services.clone(),
-            Settings {
-                layout: layout.clone(),
-                batch_limits: catalog::BatchLimits::default(),
-                mapping: catalog::ProductTypeMapping::default(),
-                reader_limits: catalog::ReaderLimits::default(),
-                min_send_window: crate::process::DEFAULT_MIN_SEND_WINDOW,
-            },
-        );
         Sweeper {
             services,
             layout,
             limits,
-            processor,
         }
     }
 
@@ -191,7 +177,7 @@ impl Sweeper {
                 "still in the landing folder after {} re-drive(s) by the poller and {} attempt(s)",
                 checkpoint.redrives, checkpoint.invocations
             );
-            match self.processor.give_up(checkpoint, file, &why).await {
+            match process::give_up(&self.services, &self.layout, checkpoint, file, &why).await {
                 Ok(failed_key) => summary.failed.push(failed_key),
                 Err(error) => {
                     warn!(%error, "could not move a file that was given up on to failed/");

@@ -318,12 +318,17 @@ fn env_vars_name_the_endpoint_region_and_credentials() {
 }
 
 /// Helper process for `moto_dies_with_a_killed_test_process`: starts a server, reports its
-/// port, then dies without running any destructor.
+/// port, then dies without running any destructor. Ignored, so a plain `cargo test` never
+/// runs it; its parent runs it explicitly (`--ignored --exact`) with `TESTKIT_ORPHAN_CHILD`
+/// set. Run any other way it fails, rather than passing without testing anything or aborting
+/// the whole test binary.
 #[test]
+#[ignore = "a helper process, run by moto_dies_with_a_killed_test_process"]
 fn orphan_child_helper() {
-    if std::env::var_os("TESTKIT_ORPHAN_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("TESTKIT_ORPHAN_CHILD").is_some(),
+        "orphan_child_helper aborts its process; only moto_dies_with_a_killed_test_process runs it"
+    );
     let moto = MotoServer::start();
     println!("MOTO_PORT={}", moto.port());
     std::mem::forget(moto);
@@ -335,6 +340,7 @@ fn moto_dies_with_a_killed_test_process() {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
+            "--ignored",
             "--exact",
             "orphan_child_helper",
             "--nocapture",

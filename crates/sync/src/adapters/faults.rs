@@ -20,7 +20,7 @@ use std::task::{Context, Poll, ready};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 
-use crate::alert::Alert;
+use crate::ports::Alert;
 use crate::ports::{
     AlertError, AlertSink, ListPage, ObjectBody, ObjectInfo, ObjectStore, Payload, StoreError,
     StoreErrorKind,

@@ -5,68 +5,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// What an alert is about; subscribers filter on it (SNS message attribute `kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    /// A whole file could not be used.
-    FileRejected,
-    /// Some rows of a file were rejected.
-    RowsRejected,
-    /// A file could not be sent after retries.
-    SendFailed,
-    /// Meta refused the access token.
-    TokenInvalid,
-    /// Meta reported item errors in finished batches.
-    BatchErrors,
-    /// Meta reported only warnings.
-    BatchWarnings,
-    /// A batch has not finished within `PENDING_MAX_AGE`.
-    BatchStuck,
-}
+pub use crate::adapters::log::LogAlerts;
+pub use crate::ports::{Alert, AlertKind, Severity};
 
-impl AlertKind {
-    /// The attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::FileRejected => "file_rejected",
-            AlertKind::RowsRejected => "rows_rejected",
-            AlertKind::SendFailed => "send_failed",
-            AlertKind::TokenInvalid => "token_invalid",
-            AlertKind::BatchErrors => "batch_errors",
-            AlertKind::BatchWarnings => "batch_warnings",
-            AlertKind::BatchStuck => "batch_stuck",
-        }
-    }
-
-    /// How serious this kind is (SNS message attribute `severity`).
-    pub fn severity(self) -> Severity {
-        match self {
-            AlertKind::RowsRejected | AlertKind::BatchWarnings => Severity::Warning,
-            _ => Severity::Error,
-        }
-    }
-}
-
-/// How urgently a person should look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Something was not synced.
-    Error,
-    /// Synced, but worth a look.
-    Warning,
-}
-
-impl Severity {
-    /// The attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
+pub mod wording;
 
 /// One product-level example in an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,19 +31,6 @@ pub const MAX_SUBJECT_CHARS: usize = 100;
 const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Longest single message quoted in a sample.
 const MAX_SAMPLE_CHARS: usize = 300;
-
-/// An alert ready to publish.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alert {
-    /// What it is about.
-    pub kind: AlertKind,
-    /// `catalog-sync: ...`, at most 100 ASCII characters.
-    pub subject: String,
-    /// Plain text for email.
-    pub text: String,
-    /// The same facts as a JSON document for programs.
-    pub document: serde_json::Value,
-}
 
 /// Builds an [`Alert`]: the facts go into both forms, so they cannot disagree.
 #[derive(Debug, Clone)]
@@ -285,47 +214,6 @@ fn shorten_bytes(text: &str, max: usize) -> String {
         cut -= 1;
     }
     format!("{}...", &text[..cut])
-}
-
-impl Alert {
-    /// Severity, from the kind.
-    pub fn severity(&self) -> Severity {
-        self.kind.severity()
-    }
-
-    /// The SNS `Message` for `MessageStructure: json`: the text for email and SMS-like
-    /// protocols, the JSON document (as a string) for SQS, HTTP(S) and Lambda subscribers.
-    pub fn sns_message(&self) -> String {
-        let document = self.document.to_string();
-        json!({
-            "default": self.text,
-            "email": self.text,
-            "email-json": document,
-            "sqs": document,
-            "http": document,
-            "https": document,
-            "lambda": document,
-        })
-        .to_string()
-    }
-}
-
-/// Alerts written to the log only, for runs with no topic configured.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogAlerts;
-
-#[async_trait::async_trait]
-impl crate::ports::AlertSink for LogAlerts {
-    async fn publish(&self, alert: &Alert) -> Result<(), crate::ports::AlertError> {
-        tracing::warn!(
-            kind = alert.kind.as_str(),
-            severity = alert.severity().as_str(),
-            subject = alert.subject,
-            "alert (no topic configured)\n{}",
-            alert.text
-        );
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::io::AsyncSeekExt;
 
-use crate::alert::Alert;
+use crate::ports::Alert;
 use crate::ports::{
     AlertError, AlertSink, ListPage, ObjectBody, ObjectInfo, ObjectStore, Payload, StoreError,
     StoreErrorKind,
@@ -51,8 +51,8 @@ const LIST: &str = "ListObjectsV2";
 /// Like S3: reading or heading a missing object gives `None`; writes are atomic (a temporary
 /// file in the same folder, flushed to disk, then renamed over the target); listings are
 /// recursive, in byte-wise key order, paginated, with `/` separators; a ranged read reports
-/// the size of the range, as S3's `Content-Length` does, and a range starting at or past the
-/// end fails (S3's `InvalidRange`); copying an object onto itself or from a missing object
+/// the whole object's size, and a read from the end (or past it) is an empty stream, as the
+/// S3 adapter answers; copying an object onto itself or from a missing object
 /// fails. Keys that could leave the root (`..`, absolute, NUL, backslash) are refused.
 ///
 /// Differences, chosen for a folder a person also uses by hand: a missing bucket folder is an
@@ -191,7 +191,7 @@ impl ObjectStore for LocalStore {
         if !metadata.is_file() {
             return Ok(None);
         }
-        let mut info = object_info(key.to_owned(), &metadata);
+        let info = object_info(key.to_owned(), &metadata);
         if let Some(expected) = if_match
             && !etag_matches(expected, info.etag.as_deref())
         {
@@ -205,25 +205,17 @@ impl ObjectStore for LocalStore {
                 ),
             });
         }
-        let size = metadata.len();
+        // As the S3 adapter: a read from the object's end (or past it, which S3 also answers
+        // with InvalidRange there) is an empty stream, and `info.size` stays the whole object's
+        // size, so a run resumed after the file's last byte can finish it.
+        if from >= metadata.len() && from > 0 {
+            return Ok(Some((info, Box::pin(tokio::io::empty()))));
+        }
         if from > 0 {
-            // S3 answers a range starting at or past the end with 416 InvalidRange.
-            if from >= size {
-                return Err(StoreError {
-                    operation: GET,
-                    location: path.display().to_string(),
-                    kind: StoreErrorKind::Other,
-                    message: format!(
-                        "InvalidRange: the read starts at byte {from} of an object of {size} bytes"
-                    ),
-                });
-            }
             file.seek(SeekFrom::Start(from))
                 .await
                 .map_err(|err| io_error(GET, &path, &err))?;
         }
-        // S3 reports the Content-Length of the range served, not the object's full size.
-        info.size = size - from;
         Ok(Some((info, Box::pin(file))))
     }
 
@@ -962,12 +954,12 @@ mod tests {
 pub struct RescanQueue;
 
 #[async_trait::async_trait]
-impl crate::progress::ContinuationQueue for RescanQueue {
+impl crate::ports::ContinuationQueue for RescanQueue {
     async fn schedule(
         &self,
-        continuation: &crate::progress::Continuation,
+        continuation: &crate::ports::Continuation,
         delay: std::time::Duration,
-    ) -> Result<(), crate::progress::QueueError> {
+    ) -> Result<(), crate::ports::QueueError> {
         tracing::info!(
             key = continuation.key,
             reason = continuation.reason.as_str(),

@@ -11,19 +11,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+pub use crate::ports::{TokenError, TokenProvider};
 use crate::ports::CatalogApi;
-
-/// The token could not be obtained.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct TokenError(pub String);
-
-/// Where the access token comes from (Secrets Manager on AWS, a variable locally).
-#[async_trait]
-pub trait TokenProvider: Send + Sync {
-    /// The current token.
-    async fn token(&self) -> Result<AccessToken, TokenError>;
-}
 
 /// A token given up front (`META_ACCESS_TOKEN`), never re-read.
 #[derive(Debug, Clone)]

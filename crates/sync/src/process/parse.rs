@@ -1,0 +1,199 @@
+//! Reading a landed file on a blocking thread: rows are validated and batched as they stream
+//! in, rejected rows go to the spool, and each batch comes back through a channel with the
+//! point where reading resumes once it is sent.
+
+use std::io::BufReader;
+
+use catalog::{
+    Batch, Batcher, FeedError, FileError, ProductReader, RejectedRow, ResumePoint, RowIssue, Sink,
+    Superseded,
+};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use super::Settings;
+use crate::ports::ObjectBody;
+use crate::progress::{Checkpoint, ResumeAt};
+use crate::report::{RowSpool, SpoolMark};
+
+/// The message of a spool that cannot be used.
+pub(super) fn spool_failure(error: &std::io::Error) -> String {
+    format!(
+        "could not use a temporary file for rejected rows: {error}; check the function's /tmp space"
+    )
+}
+
+/// A batch ready to send, with what is known once it is sent: where reading can resume.
+pub(super) struct ReadyBatch {
+    pub(super) batch: Batch,
+    pub(super) resume: ResumeAt,
+    pub(super) counts: catalog::RowCounts,
+    pub(super) superseded: u64,
+    pub(super) spool: SpoolMark,
+}
+
+/// The sink on the parsing thread: rows to the spool, batches to the sender.
+struct ParseSink {
+    spool: RowSpool,
+    /// Superseded rows, including those of earlier invocations.
+    superseded: u64,
+    /// Counts of earlier invocations.
+    base: catalog::RowCounts,
+    layout: catalog::HeaderLayout,
+    at: ResumePoint,
+    batches: mpsc::Sender<ReadyBatch>,
+}
+
+/// Why the parsing thread stopped early.
+#[derive(Debug, thiserror::Error)]
+enum ParseSinkError {
+    #[error("the sender stopped")]
+    SenderStopped,
+    #[error("could not spool rejected rows to a temporary file: {0}")]
+    Spool(#[from] std::io::Error),
+}
+
+impl ParseSink {
+    fn counts(&self) -> catalog::RowCounts {
+        let mut counts = self.base;
+        counts.add(self.at.counts);
+        counts
+    }
+}
+
+impl Sink for ParseSink {
+    type Error = ParseSinkError;
+
+    fn rejected(&mut self, _source: u32, row: RejectedRow) -> Result<(), ParseSinkError> {
+        Ok(self.spool.push(&RowIssue::from(&row))?)
+    }
+
+    fn superseded(&mut self, superseded: Superseded) -> Result<(), ParseSinkError> {
+        self.superseded += 1;
+        Ok(self.spool.push(&RowIssue::from(&superseded))?)
+    }
+
+    fn batch(&mut self, batch: Batch) -> Result<(), ParseSinkError> {
+        let ready = ReadyBatch {
+            batch,
+            resume: ResumeAt::new(self.at.position, &self.layout),
+            counts: self.counts(),
+            superseded: self.superseded,
+            spool: self.spool.mark()?,
+        };
+        self.batches
+            .blocking_send(ready)
+            .map_err(|_| ParseSinkError::SenderStopped)
+    }
+
+    fn next_row_at(&mut self, point: ResumePoint) {
+        self.at = point;
+    }
+}
+
+/// What the parsing thread hands back.
+pub(crate) struct Parsed {
+    pub(super) counts: catalog::RowCounts,
+    pub(super) superseded: u64,
+    pub(super) warnings: Vec<String>,
+    pub(super) spool: RowSpool,
+    pub(super) file_error: Option<FileError>,
+    pub(super) internal_error: Option<String>,
+}
+
+impl Parsed {
+    /// What a run knows before reading on: the counts and warnings of its checkpoint.
+    pub(super) fn nothing(spool: RowSpool, checkpoint: &Checkpoint) -> Self {
+        Parsed {
+            counts: catalog::RowCounts {
+                rows_read: checkpoint.counts.rows_read,
+                valid: checkpoint.counts.valid,
+                rejected: checkpoint.counts.rejected,
+            },
+            superseded: checkpoint.counts.superseded,
+            warnings: checkpoint.warnings.clone(),
+            spool,
+            file_error: None,
+            internal_error: None,
+        }
+    }
+}
+
+/// Starts the parsing thread at the checkpoint's position.
+pub(super) fn spawn_parser(
+    settings: &Settings,
+    body: ObjectBody,
+    spool: RowSpool,
+    checkpoint: &Checkpoint,
+    batches: mpsc::Sender<ReadyBatch>,
+) -> tokio::task::JoinHandle<Parsed> {
+    let limits = settings.reader_limits;
+    let mut batcher = Batcher::new(settings.batch_limits, settings.mapping)
+        .starting_at(checkpoint.batches_done + 1);
+    let resume_at = checkpoint.resume_at.clone();
+    let mut parsed = Parsed::nothing(RowSpool::new(), checkpoint);
+    let base = parsed.counts;
+    let bridge = SyncIoBridge::new(body);
+    tokio::task::spawn_blocking(move || {
+        let source = BufReader::with_capacity(256 * 1024, bridge);
+        let opened = match &resume_at {
+            Some(at) => Ok(ProductReader::resume(
+                source,
+                at.layout(),
+                at.position(),
+                limits,
+            )),
+            None => ProductReader::with_limits(source, limits),
+        };
+        let mut reader = match opened {
+            Ok(reader) => reader,
+            Err(error) => {
+                parsed.spool = spool;
+                parsed.file_error = Some(error);
+                return parsed;
+            }
+        };
+        if resume_at.is_none() && !reader.extra_columns().is_empty() {
+            parsed.warnings.push(format!(
+                "extra columns ignored: {}",
+                reader.extra_columns().join(", ")
+            ));
+        }
+        let mut sink = ParseSink {
+            spool,
+            superseded: parsed.superseded,
+            base,
+            layout: reader.layout().clone(),
+            at: ResumePoint::default(),
+            batches,
+        };
+        match catalog::feed(&mut reader, 0, &mut batcher, &mut sink) {
+            Ok(counts) => {
+                sink.next_row_at(ResumePoint {
+                    position: reader.position(),
+                    counts,
+                });
+                parsed.counts = sink.counts();
+                if let Some(batch) = batcher.finish() {
+                    match sink.batch(batch) {
+                        // A stopped sender has its own reason to report.
+                        Ok(()) | Err(ParseSinkError::SenderStopped) => {}
+                        Err(error) => parsed.internal_error = Some(error.to_string()),
+                    }
+                }
+            }
+            Err(FeedError::File(error)) => {
+                parsed.counts = sink.counts();
+                parsed.counts.rows_read = reader.position().rows;
+                parsed.file_error = Some(error);
+            }
+            Err(FeedError::Sink(ParseSinkError::SenderStopped)) => {
+                parsed.counts = sink.counts();
+            }
+            Err(error) => parsed.internal_error = Some(error.to_string()),
+        }
+        parsed.superseded = sink.superseded;
+        parsed.spool = sink.spool;
+        parsed
+    })
+}

@@ -1,0 +1,297 @@
+//! Sending a file's batches: each batch goes to Meta, its body is stored under `synced/`, a
+//! `pending/` record is written per handle, products Meta refused at once are counted with
+//! their CSV lines, and the checkpoint moves past the batch.
+
+use std::time::Duration;
+
+use catalog::{Batch, RequestLines};
+use graph::{ErrorClass, GraphError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::info;
+
+use super::parse::{self, ReadyBatch};
+use super::{Ended, FileProcessor, Opened, ProcessError, Run};
+use crate::alert::Sample;
+use crate::keys;
+use crate::ports::{Payload, StoreError, StoreErrorKind};
+use crate::progress::{self, Checkpoint, ContinueReason};
+use crate::report::{BatchRecord, Counts, PendingRecord, SpoolReader};
+
+/// Refused products kept for the report (all are counted).
+const MAX_REFUSED_SAMPLES: usize = crate::alert::MAX_SAMPLES * 50;
+
+/// Progress of the sending side, including batches of earlier invocations.
+#[derive(Default)]
+pub(crate) struct Sent {
+    pub(super) batches: Vec<BatchRecord>,
+    pub(super) items: u64,
+    pub(super) refused: u64,
+    pub(super) refused_samples: Vec<Sample>,
+}
+
+impl Sent {
+    pub(super) fn from_checkpoint(checkpoint: &Checkpoint) -> Self {
+        Sent {
+            batches: checkpoint.batches.clone(),
+            items: checkpoint.items_sent,
+            refused: checkpoint.refused,
+            refused_samples: checkpoint.refused_samples.clone(),
+        }
+    }
+}
+
+/// Why sending stopped.
+pub(super) enum Stop {
+    /// Meta refused, for good.
+    Graph(GraphError),
+    /// Storage failed.
+    Store(StoreError),
+    /// Continue in a follow-up invocation after a wait.
+    Defer(ContinueReason, Duration),
+}
+
+impl FileProcessor {
+    /// Sends the file's batches as the parsing thread makes them, checkpointing after each,
+    /// until the file ends, the time is up, or a send or a store fails.
+    pub(super) async fn send_all(
+        &self,
+        run: &Run<'_>,
+        mut checkpoint: Checkpoint,
+        opened: Opened,
+        deadline: Option<Instant>,
+    ) -> Result<Ended, ProcessError> {
+        let Opened {
+            body,
+            spool,
+            mut spool_reader,
+        } = opened;
+        // Parsing runs on a blocking thread fed by the download; batches come back through a
+        // channel of one, so the next batch is built while the current one is being sent.
+        let (batch_tx, mut batch_rx) = mpsc::channel::<ReadyBatch>(1);
+        let parser = parse::spawn_parser(&self.settings, body, spool, &checkpoint, batch_tx);
+
+        let mut sent = Sent::from_checkpoint(&checkpoint);
+        let mut stop = None;
+        while let Some(ready) = batch_rx.recv().await {
+            if self.time_is_up(deadline) {
+                stop = Some(Stop::Defer(ContinueReason::Deadline, Duration::ZERO));
+                break;
+            }
+            if let Err(error) = self.send_one(&ready.batch, run, deadline, &mut sent).await {
+                stop = Some(match error {
+                    Stop::Graph(error) => self.stop_for(error, deadline),
+                    other => other,
+                });
+                break;
+            }
+            if let Err(error) = self
+                .record_progress(&mut checkpoint, &ready, &sent, &mut spool_reader, deadline)
+                .await
+            {
+                stop = Some(Stop::Store(error));
+                break;
+            }
+        }
+        drop(batch_rx);
+        let parsed = parser.await.map_err(|error| {
+            ProcessError::internal(
+                self.scope().at(run.bucket, run.key),
+                format!("the parsing thread failed: {error}"),
+            )
+        })?;
+        Ok(Ended {
+            checkpoint,
+            parsed,
+            sent,
+            stop,
+        })
+    }
+
+    /// True when too little time is left to send another batch.
+    fn time_is_up(&self, deadline: Option<Instant>) -> bool {
+        deadline.is_some_and(|deadline| Instant::now() + self.settings.min_send_window >= deadline)
+    }
+
+    /// What a send failure means for the run: wait and continue later, or stop.
+    fn stop_for(&self, error: GraphError, deadline: Option<Instant>) -> Stop {
+        match error.class() {
+            ErrorClass::Throttled => Stop::Defer(
+                ContinueReason::Throttled,
+                error.retry_after().unwrap_or(Duration::from_secs(60)),
+            ),
+            // Retries were cut short by the deadline, not exhausted: the next invocation goes on.
+            ErrorClass::Transient | ErrorClass::InvalidResponse if self.time_is_up(deadline) => {
+                Stop::Defer(ContinueReason::Unavailable, Duration::from_secs(60))
+            }
+            _ => Stop::Graph(error),
+        }
+    }
+
+    /// Records a sent batch in the checkpoint: the new resume point, counts, and the rejected
+    /// rows found before it.
+    async fn record_progress(
+        &self,
+        checkpoint: &mut Checkpoint,
+        ready: &ReadyBatch,
+        sent: &Sent,
+        spool_reader: &mut SpoolReader,
+        deadline: Option<Instant>,
+    ) -> Result<(), StoreError> {
+        let synced = &self.settings.layout.synced_bucket;
+        if ready.spool.bytes > checkpoint.spool.bytes {
+            let part_key = checkpoint.spool_part_key(checkpoint.spool_parts.len() + 1);
+            let (payload, _keep_alive) = spool_reader
+                .part(checkpoint.spool.bytes, ready.spool.bytes)
+                .map_err(|error| StoreError {
+                    operation: "ReadSpool",
+                    location: part_key.clone(),
+                    kind: StoreErrorKind::Other,
+                    message: error.to_string(),
+                })?;
+            self.services
+                .store
+                .put(synced, &part_key, payload, "application/json")
+                .await?;
+            checkpoint.spool_parts.push(part_key);
+        }
+        checkpoint.spool = ready.spool.clone();
+        checkpoint.batches_done = ready.batch.number;
+        checkpoint.resume_at = Some(ready.resume.clone());
+        checkpoint.counts = Counts {
+            rows_read: ready.counts.rows_read,
+            valid: ready.counts.valid,
+            rejected: ready.counts.rejected,
+            superseded: ready.superseded,
+            sent: sent.items,
+            refused_by_meta: sent.refused,
+        };
+        checkpoint.batches = sent.batches.clone();
+        checkpoint.items_sent = sent.items;
+        checkpoint.refused = sent.refused;
+        checkpoint.refused_samples = sent.refused_samples.clone();
+        self.renew_lease(checkpoint, deadline);
+        progress::save(self.services.store.as_ref(), synced, checkpoint).await
+    }
+
+    /// Sends one batch and records what was sent: the body under `synced/`, then one
+    /// `pending/` record per handle.
+    async fn send_one(
+        &self,
+        batch: &Batch,
+        run: &Run<'_>,
+        deadline: Option<Instant>,
+        sent: &mut Sent,
+    ) -> Result<(), Stop> {
+        let &Run {
+            bucket,
+            key,
+            ref run_id,
+            started,
+            ..
+        } = run;
+        let chunks = self
+            .services
+            .catalog
+            .send_batch(&batch.requests_json, deadline)
+            .await
+            .map_err(Stop::Graph)?;
+        let synced = &self.settings.layout.synced_bucket;
+        let split = chunks.len() > 1;
+        let mut offset = 0;
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            let rows = batch
+                .rows
+                .get(offset..offset + chunk.item_count)
+                .unwrap_or_default();
+            offset += chunk.item_count;
+            let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
+            let part = split.then_some(index + 1);
+            let batch_key = keys::synced_batch_key(started, run_id, batch.number, part);
+            let body = format!(
+                "{{\"item_type\":\"PRODUCT_ITEM\",\"allow_upsert\":true,\"requests\":{}}}",
+                chunk.requests_json
+            );
+            self.services
+                .store
+                .put(synced, &batch_key, Payload::from(body), "application/json")
+                .await
+                .map_err(Stop::Store)?;
+            let sent_at = self.scope().now_rfc3339();
+            for handle in &chunk.response.handles {
+                let record = PendingRecord {
+                    catalog_id: self.services.catalog.catalog_id().to_owned(),
+                    handle: handle.clone(),
+                    source_bucket: bucket.to_owned(),
+                    source_key: key.to_owned(),
+                    run_id: run_id.to_owned(),
+                    batch_key: batch_key.clone(),
+                    report_key: keys::report_key(started, run_id),
+                    item_count: chunk.item_count,
+                    sent_at: sent_at.clone(),
+                    lines: lines.clone(),
+                    stuck_alerted: false,
+                };
+                let json = serde_json::to_vec(&record).unwrap_or_default();
+                self.services
+                    .store
+                    .put(
+                        synced,
+                        &keys::pending_key(handle),
+                        Payload::from(json),
+                        "application/json",
+                    )
+                    .await
+                    .map_err(Stop::Store)?;
+            }
+            if chunk.response.handles.is_empty() {
+                sent.refused += chunk.item_count as u64;
+                sent.refused_samples
+                    .truncate(MAX_REFUSED_SAMPLES.saturating_sub(1));
+                sent.refused_samples.push(Sample {
+                    file: Some(key.to_owned()),
+                    line: lines.first().copied(),
+                    id: None,
+                    message: format!(
+                        "Meta took none of the {} products in this batch (no handle returned)",
+                        chunk.item_count
+                    ),
+                });
+            } else {
+                sent.items += chunk.item_count as u64;
+            }
+            let request_lines = (!chunk.response.validation_status.is_empty())
+                .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
+            for status in &chunk.response.validation_status {
+                for problem in &status.errors {
+                    sent.refused += 1;
+                    if sent.refused_samples.len() >= MAX_REFUSED_SAMPLES {
+                        continue;
+                    }
+                    sent.refused_samples.push(Sample {
+                        file: Some(key.to_owned()),
+                        line: request_lines
+                            .as_ref()
+                            .and_then(|by_id| by_id.line_of_id(&status.retailer_id)),
+                        id: Some(status.retailer_id.clone()),
+                        message: problem.message.clone(),
+                    });
+                }
+            }
+            info!(key, run_id, batch = batch.number, part, items = chunk.item_count, handles = ?chunk.response.handles, "batch sent");
+            sent.batches.push(BatchRecord {
+                number: batch.number,
+                part,
+                key: batch_key,
+                items: chunk.item_count,
+                handles: chunk.response.handles.clone(),
+                lines: (
+                    lines.first().copied().unwrap_or(0),
+                    lines.last().copied().unwrap_or(0),
+                ),
+            });
+        }
+        Ok(())
+    }
+
+}

@@ -1,0 +1,270 @@
+//! The use cases on a local folder and the Graph API emulator over HTTP, in-process: what
+//! `catalog-sync run --root DIR --emulator` does, without Python or AWS.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use graph::{AccessToken, GraphSettings, RetryPolicy};
+use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, GraphEmulator, RunningEmulator};
+use sync::graph_api::{GraphCatalog, StaticToken};
+use sync::keys::Layout;
+use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
+use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
+use sync::poll::{PollSettings, Poller};
+use sync::process::{DEFAULT_MIN_SEND_WINDOW, FileOutcome, FileProcessor, Services, Settings};
+use sync::sweep::{SweepLimits, Sweeper};
+
+const TOKEN: &str = "local-use-case-token";
+
+/// A landing folder, the emulator, and a processor wired as `catalog-sync run` wires it.
+struct Local {
+    dir: tempfile::TempDir,
+    store: Arc<LocalStore>,
+    catalog: Arc<GraphCatalog>,
+    emulator: RunningEmulator,
+    processor: FileProcessor,
+}
+
+async fn local() -> Local {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(LocalStore::new(dir.path()));
+    let emulator = GraphEmulator::start(EmulatorConfig {
+        tokens: vec![TOKEN.to_owned()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator");
+    let catalog = GraphCatalog::connect(
+        GraphSettings {
+            base_url: emulator.url(),
+            ..GraphSettings::default()
+        },
+        DEFAULT_CATALOG_ID,
+        RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(20),
+            max_throttle_wait: Duration::from_secs(1),
+        },
+        Arc::new(StaticToken(AccessToken::new(TOKEN))),
+    )
+    .await
+    .expect("catalog");
+    let catalog = Arc::new(catalog);
+    let services = Services {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        alerts: Arc::new(ConsoleAlerts::in_root(dir.path(), false)),
+        clock: Arc::new(SystemClock),
+        continuations: Arc::new(RescanQueue),
+    };
+    let settings = Settings {
+        layout: Layout {
+            landing_bucket: LANDING_BUCKET.to_owned(),
+            synced_bucket: SYNCED_BUCKET.to_owned(),
+            ..Layout::default()
+        },
+        batch_limits: catalog::BatchLimits::new(40).expect("batch size"),
+        mapping: catalog::ProductTypeMapping::default(),
+        reader_limits: catalog::ReaderLimits::default(),
+        min_send_window: DEFAULT_MIN_SEND_WINDOW,
+    };
+    Local {
+        dir,
+        store,
+        catalog,
+        emulator,
+        processor: FileProcessor::new(services, settings),
+    }
+}
+
+impl Local {
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn land(&self, key: &str, bytes: Vec<u8>) {
+        self.store
+            .put(LANDING_BUCKET, key, Payload::Bytes(Bytes::from(bytes)), "text/csv")
+            .await
+            .expect("land");
+    }
+
+    async fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        list_all(self.store.as_ref(), bucket, prefix)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|object| object.key)
+            .collect()
+    }
+
+    /// Products the emulator accepted, counted per id.
+    fn accepted_ids(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut ids = std::collections::BTreeMap::new();
+        for request in self.emulator.requests() {
+            if request.endpoint != Some(Endpoint::ItemsBatch) || request.status != Some(200) {
+                continue;
+            }
+            for item in request
+                .requests_json()
+                .and_then(|requests| requests.as_array().cloned())
+                .unwrap_or_default()
+            {
+                if let Some(id) = item["data"]["id"].as_str() {
+                    *ids.entry(id.to_owned()).or_insert(0) += 1;
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// The ids of a generated export, read from its rows (not through the reader under test).
+fn ids_of(csv: &[u8]) -> Vec<String> {
+    let text = std::str::from_utf8(csv).expect("utf-8");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let id_column = header.iter().position(|name| *name == "id").expect("id");
+    lines
+        .map(|line| line.split(',').nth(id_column).expect("id field").to_owned())
+        .collect()
+}
+
+fn generated(rows: u64) -> Vec<u8> {
+    let mut csv = Vec::new();
+    catalog::synthetic::write_products(&mut csv, rows, 7).expect("generate");
+    csv
+}
+
+#[tokio::test]
+async fn a_file_whose_finish_failed_once_is_finished_by_the_next_run() {
+    let local = local().await;
+    let csv = generated(100);
+    let expected_ids = ids_of(&csv);
+    local.land("data/export.csv", csv).await;
+    // The archive folder cannot be created: a plain file stands where it should be.
+    let blocker = local.root().join(LANDING_BUCKET).join("archive");
+    std::fs::write(&blocker, b"in the way").expect("blocker");
+
+    let first = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await;
+    assert!(first.is_err(), "the archive move fails: {first:?}");
+    assert_eq!(local.keys(LANDING_BUCKET, "data/").await, ["data/export.csv"]);
+    assert!(
+        !local.keys(SYNCED_BUCKET, "progress/").await.is_empty(),
+        "the checkpoint stays for the next run"
+    );
+
+    std::fs::remove_file(&blocker).expect("unblock");
+    let second = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("the next run finishes the file");
+    let FileOutcome::Archived { counts, .. } = second else {
+        panic!("archived, not {second:?}");
+    };
+    assert_eq!(counts.rows_read, 100);
+    assert_eq!(counts.sent, 100);
+    assert!(local.keys(LANDING_BUCKET, "data/").await.is_empty());
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "archive/").await,
+        ["archive/export.csv"]
+    );
+    assert!(local.keys(SYNCED_BUCKET, "progress/").await.is_empty());
+    let accepted = local.accepted_ids();
+    assert_eq!(accepted.len(), expected_ids.len());
+    for id in &expected_ids {
+        assert_eq!(accepted.get(id), Some(&1), "{id} sent exactly once");
+    }
+}
+
+impl Local {
+    fn services(&self) -> Services {
+        Services {
+            store: self.store.clone(),
+            catalog: self.processor_catalog(),
+            alerts: Arc::new(ConsoleAlerts::in_root(self.root(), false)),
+            clock: Arc::new(SystemClock),
+            continuations: Arc::new(RescanQueue),
+        }
+    }
+
+    fn processor_catalog(&self) -> Arc<dyn sync::ports::CatalogApi> {
+        self.catalog.clone()
+    }
+
+    fn alert_log(&self) -> String {
+        std::fs::read_to_string(self.root().join(sync::local::ALERTS_LOG)).unwrap_or_default()
+    }
+}
+
+#[tokio::test]
+async fn the_poller_records_every_verdict_of_a_locally_sent_file() {
+    let local = local().await;
+    local.land("data/export.csv", generated(100)).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived { batches, .. } = outcome else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!(batches, 3, "100 rows in batches of 40");
+    assert_eq!(local.keys(SYNCED_BUCKET, "pending/").await.len(), 3);
+
+    let poller = Poller::new(
+        local.services(),
+        PollSettings {
+            layout: local.processor.layout().clone(),
+            pending_max_age: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            sweep: None,
+        },
+    );
+    // The emulator answers "in progress" once per handle, then "finished".
+    let first = poller.run(None).await.expect("first poll");
+    assert_eq!(first.pending_found, 3);
+    assert_eq!(first.still_pending, 3);
+    assert_eq!(first.finished, 0);
+    assert_eq!(local.keys(SYNCED_BUCKET, "pending/").await.len(), 3);
+    let summary = poller.run(None).await.expect("second poll");
+    assert_eq!(summary.pending_found, 3);
+    assert_eq!(summary.finished, 3);
+    assert_eq!(summary.alerts_sent, 0, "clean batches need no alert");
+    assert!(local.keys(SYNCED_BUCKET, "pending/").await.is_empty());
+    assert_eq!(local.keys(SYNCED_BUCKET, "checked/").await.len(), 3);
+}
+
+#[tokio::test]
+async fn the_sweep_gives_up_on_a_file_left_behind_through_the_finishing_path() {
+    let local = local().await;
+    local.land("data/left behind.csv", generated(5)).await;
+    let sweeper = Sweeper::new(
+        local.services(),
+        local.processor.layout().clone(),
+        SweepLimits {
+            stale_file_age: Duration::ZERO,
+            max_redrives: 0,
+        },
+    );
+    let summary = sweeper.run().await.expect("sweep");
+    assert_eq!(summary.failed, ["failed/left behind.csv"]);
+    assert!(local.keys(LANDING_BUCKET, "data/").await.is_empty());
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "failed/").await,
+        ["failed/left behind.csv", "failed/left behind.csv.report.json"]
+    );
+    assert_eq!(local.keys(SYNCED_BUCKET, "reports/").await.len(), 1);
+    assert!(local.keys(SYNCED_BUCKET, "progress/").await.is_empty());
+    let log = local.alert_log();
+    assert!(log.contains("send_failed"), "{log}");
+    assert!(log.contains("gave up on data/left behind.csv"), "{log}");
+    assert!(log.contains("copy the file from failed/ back into data/"), "{log}");
+}
