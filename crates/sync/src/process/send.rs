@@ -244,39 +244,29 @@ impl FileProcessor {
                     .await
                     .map_err(Stop::Store)?;
             }
-            if chunk.response.handles.is_empty() {
-                sent.refused += chunk.item_count as u64;
-                sent.refused_samples
-                    .truncate(MAX_REFUSED_SAMPLES.saturating_sub(1));
+            // Every product of the call counts as sent once; those Meta refused while taking the
+            // call count as refused once each, however many errors Meta gave them.
+            sent.items += chunk.item_count as u64;
+            let refused = refusals(&chunk.response, chunk.item_count);
+            sent.refused += refused.count;
+            let request_lines = (!refused.samples.is_empty())
+                .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
+            for (id, message) in refused.samples {
+                if sent.refused_samples.len() >= MAX_REFUSED_SAMPLES {
+                    break;
+                }
+                let line = match &id {
+                    Some(id) => request_lines
+                        .as_ref()
+                        .and_then(|by_id| by_id.line_of_id(id)),
+                    None => lines.first().copied(),
+                };
                 sent.refused_samples.push(Sample {
                     file: Some(key.to_owned()),
-                    line: lines.first().copied(),
-                    id: None,
-                    message: format!(
-                        "Meta took none of the {} products in this batch (no handle returned)",
-                        chunk.item_count
-                    ),
+                    line,
+                    id,
+                    message,
                 });
-            } else {
-                sent.items += chunk.item_count as u64;
-            }
-            let request_lines = (!chunk.response.validation_status.is_empty())
-                .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
-            for status in &chunk.response.validation_status {
-                for problem in &status.errors {
-                    sent.refused += 1;
-                    if sent.refused_samples.len() >= MAX_REFUSED_SAMPLES {
-                        continue;
-                    }
-                    sent.refused_samples.push(Sample {
-                        file: Some(key.to_owned()),
-                        line: request_lines
-                            .as_ref()
-                            .and_then(|by_id| by_id.line_of_id(&status.retailer_id)),
-                        id: Some(status.retailer_id.clone()),
-                        message: problem.message.clone(),
-                    });
-                }
             }
             info!(key, run_id, batch = batch.number, part, items = chunk.item_count, handles = ?chunk.response.handles, "batch sent");
             sent.batches.push(BatchRecord {
@@ -294,4 +284,116 @@ impl FileProcessor {
         Ok(())
     }
 
+}
+
+/// What Meta refused of one call it answered: how many products, and for each refused product
+/// that Meta named, its id and reasons (or, for products it did not name, one line for all).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Refusals {
+    /// Products not applied, each counted once.
+    pub(crate) count: u64,
+    /// `(retailer id, reasons)`; `None` stands for the products of a call Meta took nothing of.
+    pub(crate) samples: Vec<(Option<String>, String)>,
+}
+
+/// Reads an `items_batch` answer: products named in `validation_status` with errors were refused
+/// at once (counted once each, however many errors they have); an answer without a handle took
+/// nothing, so every product of the call is refused, the unnamed ones in one line.
+pub(crate) fn refusals(response: &graph::ItemsBatchResponse, item_count: usize) -> Refusals {
+    let mut named: Vec<(String, Vec<&str>)> = Vec::new();
+    for status in &response.validation_status {
+        if status.errors.is_empty() {
+            continue;
+        }
+        let reasons = status.errors.iter().map(|e| e.message.as_str());
+        match named.iter_mut().find(|(id, _)| *id == status.retailer_id) {
+            Some((_, known)) => known.extend(reasons),
+            None => named.push((status.retailer_id.clone(), reasons.collect())),
+        }
+    }
+    let named_count = named.len().min(item_count);
+    let mut out = Refusals {
+        count: if response.handles.is_empty() {
+            item_count as u64
+        } else {
+            named_count as u64
+        },
+        samples: named
+            .into_iter()
+            .map(|(id, reasons)| (Some(id), reasons.join("; ")))
+            .collect(),
+    };
+    let unnamed = item_count - named_count;
+    if response.handles.is_empty() && unnamed > 0 {
+        out.samples.push((
+            None,
+            format!(
+                "Meta took none of the {item_count} products in this call (no handle returned); {unnamed} of them without a reason"
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graph::{ItemsBatchResponse, Message, ValidationStatus};
+
+    fn status(id: &str, errors: &[&str]) -> ValidationStatus {
+        ValidationStatus {
+            retailer_id: id.to_owned(),
+            errors: errors
+                .iter()
+                .map(|m| Message {
+                    message: (*m).to_owned(),
+                })
+                .collect(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_product_with_several_errors_is_refused_once() {
+        let response = ItemsBatchResponse {
+            handles: vec!["h".into()],
+            validation_status: vec![
+                status("a", &["bad price", "bad link"]),
+                status("b", &[]),
+                status("a", &["again"]),
+            ],
+        };
+        let r = refusals(&response, 3);
+        assert_eq!(r.count, 1);
+        assert_eq!(
+            r.samples,
+            [(Some("a".to_owned()), "bad price; bad link; again".to_owned())]
+        );
+    }
+
+    #[test]
+    fn no_handle_means_every_product_is_refused_once() {
+        // Refusals named by Meta and a missing handle together used to count twice.
+        let response = ItemsBatchResponse {
+            handles: Vec::new(),
+            validation_status: vec![status("a", &["duplicate"]), status("b", &["duplicate"])],
+        };
+        let r = refusals(&response, 5);
+        assert_eq!(r.count, 5);
+        assert_eq!(r.samples.len(), 3);
+        assert_eq!(r.samples[2].0, None);
+        assert!(r.samples[2].1.contains("3 of them without a reason"), "{}", r.samples[2].1);
+
+        let all_named = refusals(&response, 2);
+        assert_eq!((all_named.count, all_named.samples.len()), (2, 2));
+    }
+
+    #[test]
+    fn a_clean_answer_refuses_nothing() {
+        let response = ItemsBatchResponse {
+            handles: vec!["h".into()],
+            validation_status: Vec::new(),
+        };
+        assert_eq!(refusals(&response, 3), Refusals::default());
+    }
 }
