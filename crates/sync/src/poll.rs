@@ -427,9 +427,13 @@ impl Poller {
             None => return Outcome::Skipped(Skip::Deadline),
             Some(Ok(status)) => status,
             Some(Err(error)) => {
+                // These answer every handle the same way until a person (or time) fixes them.
                 let stops = matches!(
                     error.class(),
-                    ErrorClass::Throttled | ErrorClass::TokenInvalid
+                    ErrorClass::Throttled
+                        | ErrorClass::TokenInvalid
+                        | ErrorClass::Permission
+                        | ErrorClass::VersionUnavailable
                 );
                 if stops {
                     warn!(handle = record.handle, class = %error.class(), %error, "status check refused; stopping this run");

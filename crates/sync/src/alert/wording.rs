@@ -314,7 +314,7 @@ impl EndedBatch {
         self.errors_total > 0 || self.warnings_total > 0 || self.state != BatchState::Finished
     }
 
-    /// Whether none of its products were saved.
+    /// Whether it ended canceled or in error, so that only part of it may have been saved.
     fn not_saved(&self) -> bool {
         matches!(self.state, BatchState::Canceled | BatchState::Error)
     }
@@ -386,7 +386,7 @@ pub fn batch_verdicts(facts: &Verdicts) -> Option<Alert> {
     }
     if canceled + failed > 0 {
         what.push_str(&format!(
-            " {} batch(es) ended canceled or in error: none of their products were saved.",
+            " {} batch(es) ended canceled or in error: Meta may have applied part of them, so some of their products may be in the catalog and others not.",
             canceled + failed
         ));
     }
@@ -399,10 +399,10 @@ pub fn batch_verdicts(facts: &Verdicts) -> Option<Alert> {
         .fact("Item errors (products not saved)", errors)
         .fact("Warnings (products saved)", warnings);
     if canceled > 0 {
-        builder = builder.fact("Batches canceled (nothing saved)", canceled);
+        builder = builder.fact("Batches canceled (may be partly applied)", canceled);
     }
     if failed > 0 {
-        builder = builder.fact("Batches failed (nothing saved)", failed);
+        builder = builder.fact("Batches failed (may be partly applied)", failed);
     }
 
     // Per source file: errors / warnings / batches.
@@ -452,7 +452,7 @@ pub fn batch_verdicts(facts: &Verdicts) -> Option<Alert> {
             line: batch.first_line,
             id: None,
             message: format!(
-                "batch {} ({} products) ended {}: none of its products were saved",
+                "batch {} ({} products) ended {}: it may have been partly applied; send its file again",
                 batch.handle,
                 batch.item_count,
                 state_name(batch.state)
@@ -587,7 +587,7 @@ pub fn batch_stuck(facts: &Stuck) -> Alert {
 pub struct PollStopped<'a> {
     /// The Meta catalog.
     pub catalog_id: String,
-    /// Why Meta stopped it (token refused, or throttled).
+    /// Why Meta stopped it (token refused, throttled, version retired, permission lost).
     pub reason: &'a GraphError,
     /// Pending batches at the start of the run.
     pub pending_found: u64,
@@ -597,7 +597,8 @@ pub struct PollStopped<'a> {
     pub pending_under: String,
 }
 
-/// `token_invalid` (the token was refused) or `send_failed` (throttled): the poll stopped
+/// `token_invalid` (the token was refused) or `send_failed` (throttled, a retired API version, a
+/// lost permission): the poll stopped
 /// before checking everything.
 pub fn poll_stopped(facts: &PollStopped<'_>) -> Alert {
     let PollStopped {
@@ -615,6 +616,19 @@ pub fn poll_stopped(facts: &PollStopped<'_>) -> Alert {
         )
         .what_happened(format!(
             "catalog-sync could not check batch statuses in catalog {catalog}: {reason}. No batch can be checked (or sent) until the token is replaced."
+        ))
+        .next_steps(format!(
+            "{} Pending batches are kept and checked on the first run after that; nothing needs to be sent again.",
+            reason.what_to_do()
+        ))
+    } else if reason.class() != ErrorClass::Throttled {
+        // A retired API version or a lost permission: every check would fail the same way.
+        AlertBuilder::new(
+            AlertKind::SendFailed,
+            format!("Meta refused the batch checks; {left} batch check(s) waiting"),
+        )
+        .what_happened(format!(
+            "catalog-sync could not check batch statuses in catalog {catalog}: {reason}. No batch can be checked (or sent) until this is fixed."
         ))
         .next_steps(format!(
             "{} Pending batches are kept and checked on the first run after that; nothing needs to be sent again.",
@@ -820,8 +834,28 @@ mod tests {
             "catalog-sync: 3 item error(s), 1 warning(s) in 2 batch(es), 1 canceled"
         );
         assert!(alert.text.contains(RESEND_FROM_ARCHIVE));
-        assert!(alert.text.contains("none of its products were saved"));
+        // Meta may have applied part of a canceled or failed batch (issue 15).
+        assert!(alert.text.contains("may have been partly applied"));
+        assert!(alert.text.contains("some of their products may be in the catalog"));
         assert_eq!(alert.document["samples"][0]["line"], 2);
+    }
+
+    #[test]
+    fn checks_stopped_by_a_retired_version_say_to_change_it() {
+        let reason = graph::GraphError::VersionUnavailable {
+            code: 2635,
+            message: "deprecated version".to_owned(),
+        };
+        let alert = poll_stopped(&PollStopped {
+            catalog_id: "1".to_owned(),
+            reason: &reason,
+            pending_found: 3,
+            ended: 0,
+            pending_under: "s3://synced/pending/".to_owned(),
+        });
+        assert_eq!(alert.kind, AlertKind::SendFailed);
+        assert!(alert.text.contains("GRAPH_API_VERSION"), "{}", alert.text);
+        assert!(!alert.text.contains(CHECKS_THROTTLED));
     }
 
     #[test]
