@@ -70,6 +70,15 @@ pub(crate) enum Change {
     Delete(String),
 }
 
+impl Change {
+    /// The retailer id the change is about.
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Change::Put(id, _) | Change::Delete(id) => id,
+        }
+    }
+}
+
 /// Everything one batch produces.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct BatchResult {

@@ -152,6 +152,18 @@ impl RunningEmulator {
         self.shared.lock().faults.push_back(fault.into());
     }
 
+    /// Refuses `ids` while taking the next `items_batch` call that carries them, with `message`
+    /// in `validation_status`, as Meta does for the checks it makes at once (an invalid price,
+    /// for one). Each id is refused once.
+    pub fn refuse_at_once(&self, ids: &[&str], message: &str) {
+        let mut state = self.shared.lock();
+        for id in ids {
+            state
+                .refuse_at_once
+                .insert((*id).to_owned(), message.to_owned());
+        }
+    }
+
     /// Queues how the next `items_batch` handle ends.
     pub fn push_outcome(&self, outcome: BatchOutcome) {
         self.shared.lock().outcomes.push_back(outcome);
@@ -253,6 +265,7 @@ struct EmuState {
     checks_until_finished: u32,
     app_secret: Option<String>,
     oldest_served: Option<(u32, u32)>,
+    refuse_at_once: HashMap<String, String>,
 }
 
 impl EmuState {
@@ -273,6 +286,7 @@ impl EmuState {
             checks_until_finished: config.checks_until_finished,
             app_secret: config.app_secret,
             oldest_served: version_number(&config.oldest_served_version),
+            refuse_at_once: HashMap::new(),
         }
     }
 
@@ -567,7 +581,8 @@ fn items_batch(shared: &Shared, incoming: &Incoming) -> Response {
             short(&incoming.catalog_id)
         ));
     };
-    let result = rules::process(items, &requests, allow_upsert);
+    let mut result = rules::process(items, &requests, allow_upsert);
+    refuse_scripted(&mut result, &requests, &mut state.refuse_at_once);
     let outcome = state.outcomes.pop_front().unwrap_or_default();
     // A finished batch saves every valid item; one that ends canceled or in error may have
     // been partly applied (the first half here); one that never finishes saves nothing.
@@ -598,6 +613,42 @@ fn items_batch(shared: &Shared, incoming: &Incoming) -> Response {
         },
     );
     Json(json!({"handles": [handle], "validation_status": validation_status})).into_response()
+}
+
+/// Moves the items a test asked to refuse at once out of the batch and into `refused`.
+fn refuse_scripted(
+    result: &mut rules::BatchResult,
+    requests: &[Value],
+    scripted: &mut HashMap<String, String>,
+) {
+    if scripted.is_empty() {
+        return;
+    }
+    for (line, request) in requests.iter().enumerate() {
+        let Some(id) = request
+            .get("data")
+            .and_then(|d| d.get("id"))
+            .and_then(|id| match id {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        else {
+            continue;
+        };
+        let Some(message) = scripted.remove(&id) else {
+            continue;
+        };
+        result.changes.retain(|change| change.id() != id);
+        result.errors.retain(|p| p.id.as_deref() != Some(id.as_str()));
+        result.warnings.retain(|p| p.id.as_deref() != Some(id.as_str()));
+        result.invalid_ids.retain(|known| *known != id);
+        result.refused.push(Problem {
+            line: Some(line),
+            id: Some(id),
+            message,
+        });
+    }
 }
 
 /// Items refused while taking the call, one entry per retailer id, as `items_batch` answers them.

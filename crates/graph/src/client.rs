@@ -37,6 +37,19 @@ pub struct SentChunk {
     pub response: ItemsBatchResponse,
 }
 
+/// A batch that failed part-way: the calls Meta accepted before the failure, and the failure.
+///
+/// When a batch Meta finds too large is split, one half can be accepted before the other
+/// fails; its handle must still be recorded and polled, or Meta's verdict on it is never read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{error}")]
+pub struct PartialSend {
+    /// Calls Meta accepted before the failure, in array order (often none).
+    pub accepted: Vec<SentChunk>,
+    /// What stopped the batch.
+    pub error: GraphError,
+}
+
 /// An async Graph API client; cloning is cheap and shares one connection pool.
 #[derive(Clone)]
 pub struct GraphClient {
@@ -214,7 +227,8 @@ impl GraphClient {
     /// is split in two halves by element and both are sent (recursively); a single request
     /// that is too large is an `InvalidRequest` error. Returns one [`SentChunk`] per accepted
     /// call, in array order. On error, earlier chunks may already have been accepted; sending
-    /// the whole batch again is safe because upserts are idempotent.
+    /// the whole batch again is safe because upserts are idempotent. [`Self::send_batch_keeping`]
+    /// also returns those accepted chunks.
     pub async fn send_batch(
         &self,
         catalog_id: &str,
@@ -222,7 +236,24 @@ impl GraphClient {
         retry_policy: &RetryPolicy,
         deadline: Option<Instant>,
     ) -> Result<Vec<SentChunk>, GraphError> {
-        let items = parse_requests(requests_json)?;
+        self.send_batch_keeping(catalog_id, requests_json, retry_policy, deadline)
+            .await
+            .map_err(|partial| partial.error)
+    }
+
+    /// [`Self::send_batch`], but a failure keeps the chunks Meta accepted before it, so their
+    /// handles can be recorded.
+    pub async fn send_batch_keeping(
+        &self,
+        catalog_id: &str,
+        requests_json: &str,
+        retry_policy: &RetryPolicy,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<SentChunk>, PartialSend> {
+        let items = parse_requests(requests_json).map_err(|error| PartialSend {
+            accepted: Vec::new(),
+            error,
+        })?;
         // Chunks still to send, last one on top, so popping keeps the array order.
         let mut stack = vec![Chunk {
             text: requests_json.to_owned(),
@@ -251,7 +282,10 @@ impl GraphClient {
                 }
                 Err(GraphError::PayloadTooLarge { status, message }) => {
                     if chunk.items.len() <= 1 {
-                        return Err(single_request_too_large(&chunk, status, &message));
+                        return Err(PartialSend {
+                            accepted: sent,
+                            error: single_request_too_large(&chunk, status, &message),
+                        });
                     }
                     let (first, second) = chunk.split();
                     tracing::info!(
@@ -262,7 +296,12 @@ impl GraphClient {
                     stack.push(second);
                     stack.push(first);
                 }
-                Err(other) => return Err(other),
+                Err(error) => {
+                    return Err(PartialSend {
+                        accepted: sent,
+                        error,
+                    });
+                }
             }
         }
         Ok(sent)

@@ -17,7 +17,7 @@ mod settings;
 mod types;
 mod usage;
 
-pub use client::{BATCH_STATUS_FIELDS, GraphClient, SentChunk};
+pub use client::{BATCH_STATUS_FIELDS, GraphClient, PartialSend, SentChunk};
 pub use error::{CodeHandling, CodeRule, ERROR_CODES, ErrorClass, GraphError, code_rule};
 pub use retry::RetryPolicy;
 pub use secret::{AccessToken, AppSecret};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use graph::{AccessToken, BatchStatus, CatalogInfo, GraphError, SentChunk};
+use graph::{AccessToken, BatchStatus, CatalogInfo, GraphError, PartialSend, SentChunk};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -193,12 +193,13 @@ pub async fn list_all(
 pub trait CatalogApi: Send + Sync {
     /// The catalog id, for records and messages.
     fn catalog_id(&self) -> &str;
-    /// Sends one batch (retrying, splitting an over-large one) before `deadline`.
+    /// Sends one batch (retrying, splitting an over-large one) before `deadline`; a failure
+    /// keeps the calls Meta accepted before it.
     async fn send_batch(
         &self,
         requests_json: &str,
         deadline: Option<Instant>,
-    ) -> Result<Vec<SentChunk>, GraphError>;
+    ) -> Result<Vec<SentChunk>, PartialSend>;
     /// Asks how a batch went (retrying) before `deadline`.
     async fn check_status(
         &self,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graph::{AccessToken, GraphSettings, RetryPolicy};
-use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, GraphEmulator, RunningEmulator};
+use graph_emulator::{
+    DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, Fault, GraphEmulator, RunningEmulator,
+};
 use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::Layout;
 use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
@@ -267,4 +269,125 @@ async fn the_sweep_gives_up_on_a_file_left_behind_through_the_finishing_path() {
     assert!(log.contains("send_failed"), "{log}");
     assert!(log.contains("gave up on data/left behind.csv"), "{log}");
     assert!(log.contains("copy the file from failed/ back into data/"), "{log}");
+}
+
+impl Local {
+    /// The JSON objects under `prefix` of the synced bucket.
+    async fn synced_json(&self, prefix: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for key in self.keys(SYNCED_BUCKET, prefix).await {
+            let path = self.root().join(SYNCED_BUCKET).join(&key);
+            let text = std::fs::read_to_string(&path).expect("readable");
+            out.push(serde_json::from_str(&text).expect("json"));
+        }
+        out
+    }
+}
+
+/// When Meta finds a batch too large, the client splits it; if the first half is accepted and
+/// the second fails, the first half's handle is still recorded and polled, and the retry sends
+/// the whole batch again (issue 15).
+#[tokio::test]
+async fn the_accepted_half_of_a_split_batch_is_recorded_when_the_other_half_fails() {
+    let local = local().await;
+    local.land("data/export.csv", generated(40)).await;
+    local
+        .emulator
+        .push_fault(Fault::PayloadTooLarge.on(Endpoint::ItemsBatch));
+    // The first half goes through untouched; the second half is refused for good.
+    local
+        .emulator
+        .push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
+    local
+        .emulator
+        .push_fault(Fault::PermissionDenied.on(Endpoint::ItemsBatch));
+    let first = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await;
+    assert!(first.is_err(), "the second half failed: {first:?}");
+    let pending = local.synced_json("pending/").await;
+    assert_eq!(pending.len(), 1, "the accepted half's handle is pending");
+    assert_eq!(pending[0]["item_count"], 20);
+    assert_eq!(local.keys(LANDING_BUCKET, "data/").await, ["data/export.csv"]);
+
+    let second = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("the retry sends the whole batch");
+    assert!(matches!(second, FileOutcome::Archived { .. }), "{second:?}");
+    assert_eq!(local.synced_json("pending/").await.len(), 2);
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 40);
+
+    let poller = Poller::new(
+        local.services(),
+        PollSettings {
+            layout: local.processor.layout().clone(),
+            pending_max_age: Duration::from_secs(24 * 3600),
+            concurrency: 2,
+            sweep: None,
+        },
+    );
+    poller.run(None).await.expect("first poll");
+    let summary = poller.run(None).await.expect("second poll");
+    assert_eq!(summary.finished, 2, "both handles get their verdict");
+    assert!(local.keys(SYNCED_BUCKET, "pending/").await.is_empty());
+}
+
+/// Products Meta refuses while taking the call are counted once each, reported with their CSV
+/// lines, not sent again in the same run, and sent again when the file comes again (issue 15).
+#[tokio::test]
+async fn products_refused_at_once_are_counted_once_with_their_lines() {
+    let local = local().await;
+    let csv = generated(40);
+    let ids = ids_of(&csv);
+    local.emulator.refuse_at_once(
+        &[ids[0].as_str(), ids[2].as_str()],
+        "The price is not valid for this currency",
+    );
+    local.land("data/export.csv", csv.clone()).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived { counts, report_key, .. } = outcome else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!(counts.refused_by_meta, 2);
+    assert_eq!(counts.sent, 38);
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 38);
+    let calls = local
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
+        .count();
+    assert_eq!(calls, 1, "a refusal is not a failed call: nothing is re-sent");
+    let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
+    let report = std::fs::read_to_string(report_path).expect("report");
+    assert!(report.contains(&ids[0]) && report.contains(&ids[2]), "{report}");
+    assert!(report.contains("\"line\":2") && report.contains("\"line\":4"), "{report}");
+    let log = local.alert_log();
+    assert!(log.contains("rows_rejected"), "{log}");
+
+    // Every product of a call refused: no handle (no `handles` key at all), each counted once.
+    let again: Vec<&str> = ids.iter().map(String::as_str).collect();
+    local.emulator.refuse_at_once(&again, "Temporarily refused");
+    local.land("data/export.csv", csv).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived { counts, .. } = outcome else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!((counts.refused_by_meta, counts.sent), (40, 0));
+    assert_eq!(
+        local.synced_json("pending/").await.len(),
+        1,
+        "only the first run's handle waits: a call with no handle has nothing to poll"
+    );
 }

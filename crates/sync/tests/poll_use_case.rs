@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use graph::{
     AccessToken, BatchStatus, CatalogInfo, GraphClient, GraphError, GraphSettings, RetryPolicy,
-    SentChunk,
+    PartialSend, SentChunk,
 };
 use graph_emulator::{
     BatchOutcome, DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, Endpoint, Fault,
@@ -85,7 +85,7 @@ impl CatalogApi for CountingCatalog {
         &self,
         requests_json: &str,
         deadline: Option<Instant>,
-    ) -> Result<Vec<SentChunk>, GraphError> {
+    ) -> Result<Vec<SentChunk>, PartialSend> {
         self.inner.send_batch(requests_json, deadline).await
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use graph::{
     AccessToken, BatchStatus, CatalogInfo, ErrorClass, GraphClient, GraphError, RetryPolicy,
-    SentChunk,
+    PartialSend, SentChunk,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -113,12 +113,22 @@ impl CatalogApi for GraphCatalog {
         &self,
         requests_json: &str,
         deadline: Option<Instant>,
-    ) -> Result<Vec<SentChunk>, GraphError> {
-        self.with_fresh_token(|| {
+    ) -> Result<Vec<SentChunk>, PartialSend> {
+        let send = || {
             self.client
-                .send_batch(&self.catalog_id, requests_json, &self.retry, deadline)
-        })
-        .await
+                .send_batch_keeping(&self.catalog_id, requests_json, &self.retry, deadline)
+        };
+        match send().await {
+            // A refused token refuses the first call, so nothing was accepted yet.
+            Err(partial)
+                if partial.accepted.is_empty()
+                    && partial.error.class() == ErrorClass::TokenInvalid
+                    && self.refresh_token().await =>
+            {
+                send().await
+            }
+            other => other,
+        }
     }
 
     async fn check_status(

@@ -190,14 +190,20 @@ impl FileProcessor {
             started,
             ..
         } = run;
-        let chunks = self
+        // Calls Meta accepted before a failure are recorded like any other (their handles are
+        // polled); the failure then stops the file, and the retry sends the whole batch again.
+        let (chunks, failure) = match self
             .services
             .catalog
             .send_batch(&batch.requests_json, deadline)
             .await
-            .map_err(Stop::Graph)?;
+        {
+            Ok(chunks) => (chunks, None),
+            Err(partial) => (partial.accepted, Some(partial.error)),
+        };
         let synced = &self.settings.layout.synced_bucket;
-        let split = chunks.len() > 1;
+        // Accepted chunks before a failure mean the batch was split, even if only one got through.
+        let split = chunks.len() > 1 || (failure.is_some() && !chunks.is_empty());
         let mut offset = 0;
         for (index, chunk) in chunks.into_iter().enumerate() {
             let rows = batch
@@ -281,7 +287,10 @@ impl FileProcessor {
                 ),
             });
         }
-        Ok(())
+        match failure {
+            Some(error) => Err(Stop::Graph(error)),
+            None => Ok(()),
+        }
     }
 
 }
