@@ -640,8 +640,12 @@ fn refuse_scripted(
             continue;
         };
         result.changes.retain(|change| change.id() != id);
-        result.errors.retain(|p| p.id.as_deref() != Some(id.as_str()));
-        result.warnings.retain(|p| p.id.as_deref() != Some(id.as_str()));
+        result
+            .errors
+            .retain(|p| p.id.as_deref() != Some(id.as_str()));
+        result
+            .warnings
+            .retain(|p| p.id.as_deref() != Some(id.as_str()));
         result.invalid_ids.retain(|known| *known != id);
         result.refused.push(Problem {
             line: Some(line),

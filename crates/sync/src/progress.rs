@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+pub use crate::adapters::log::NoQueue;
 use crate::alert::Sample;
 use crate::keys::{self, PROGRESS_PREFIX};
-pub use crate::adapters::log::NoQueue;
 pub use crate::ports::{Continuation, ContinuationQueue, ContinueReason, QueueError};
 use crate::ports::{ObjectStore, Payload, StoreError, StoreErrorKind, list_all, read_small};
 use crate::report::{BatchRecord, Counts, Failure, SpoolMark};

@@ -13,8 +13,8 @@ use graph_emulator::{
 use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::Layout;
 use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
-use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
 use sync::poll::{PollSettings, Poller};
+use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
 use sync::process::{DEFAULT_MIN_SEND_WINDOW, FileOutcome, FileProcessor, Services, Settings};
 use sync::sweep::{SweepLimits, Sweeper};
 
@@ -30,11 +30,16 @@ struct Local {
 }
 
 async fn local() -> Local {
+    local_with(EmulatorConfig::default()).await
+}
+
+/// [`local`] with an emulator configured otherwise (its token is always [`TOKEN`]).
+async fn local_with(config: EmulatorConfig) -> Local {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(LocalStore::new(dir.path()));
     let emulator = GraphEmulator::start(EmulatorConfig {
         tokens: vec![TOKEN.to_owned()],
-        ..EmulatorConfig::default()
+        ..config
     })
     .await
     .expect("emulator");
@@ -89,7 +94,12 @@ impl Local {
 
     async fn land(&self, key: &str, bytes: Vec<u8>) {
         self.store
-            .put(LANDING_BUCKET, key, Payload::Bytes(Bytes::from(bytes)), "text/csv")
+            .put(
+                LANDING_BUCKET,
+                key,
+                Payload::Bytes(Bytes::from(bytes)),
+                "text/csv",
+            )
             .await
             .expect("land");
     }
@@ -156,7 +166,10 @@ async fn a_file_whose_finish_failed_once_is_finished_by_the_next_run() {
         .process(LANDING_BUCKET, "data/export.csv", None)
         .await;
     assert!(first.is_err(), "the archive move fails: {first:?}");
-    assert_eq!(local.keys(LANDING_BUCKET, "data/").await, ["data/export.csv"]);
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "data/").await,
+        ["data/export.csv"]
+    );
     assert!(
         !local.keys(SYNCED_BUCKET, "progress/").await.is_empty(),
         "the checkpoint stays for the next run"
@@ -261,14 +274,20 @@ async fn the_sweep_gives_up_on_a_file_left_behind_through_the_finishing_path() {
     assert!(local.keys(LANDING_BUCKET, "data/").await.is_empty());
     assert_eq!(
         local.keys(LANDING_BUCKET, "failed/").await,
-        ["failed/left behind.csv", "failed/left behind.csv.report.json"]
+        [
+            "failed/left behind.csv",
+            "failed/left behind.csv.report.json"
+        ]
     );
     assert_eq!(local.keys(SYNCED_BUCKET, "reports/").await.len(), 1);
     assert!(local.keys(SYNCED_BUCKET, "progress/").await.is_empty());
     let log = local.alert_log();
     assert!(log.contains("send_failed"), "{log}");
     assert!(log.contains("gave up on data/left behind.csv"), "{log}");
-    assert!(log.contains("copy the file from failed/ back into data/"), "{log}");
+    assert!(
+        log.contains("copy the file from failed/ back into data/"),
+        "{log}"
+    );
 }
 
 impl Local {
@@ -309,7 +328,10 @@ async fn the_accepted_half_of_a_split_batch_is_recorded_when_the_other_half_fail
     let pending = local.synced_json("pending/").await;
     assert_eq!(pending.len(), 1, "the accepted half's handle is pending");
     assert_eq!(pending[0]["item_count"], 20);
-    assert_eq!(local.keys(LANDING_BUCKET, "data/").await, ["data/export.csv"]);
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "data/").await,
+        ["data/export.csv"]
+    );
 
     let second = local
         .processor
@@ -352,7 +374,10 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
         .process(LANDING_BUCKET, "data/export.csv", None)
         .await
         .expect("processed");
-    let FileOutcome::Archived { counts, report_key, .. } = outcome else {
+    let FileOutcome::Archived {
+        counts, report_key, ..
+    } = outcome
+    else {
         panic!("archived, not {outcome:?}");
     };
     assert_eq!(counts.refused_by_meta, 2);
@@ -364,11 +389,20 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
         .iter()
         .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
         .count();
-    assert_eq!(calls, 1, "a refusal is not a failed call: nothing is re-sent");
+    assert_eq!(
+        calls, 1,
+        "a refusal is not a failed call: nothing is re-sent"
+    );
     let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
     let report = std::fs::read_to_string(report_path).expect("report");
-    assert!(report.contains(&ids[0]) && report.contains(&ids[2]), "{report}");
-    assert!(report.contains("\"line\":2") && report.contains("\"line\":4"), "{report}");
+    assert!(
+        report.contains(&ids[0]) && report.contains(&ids[2]),
+        "{report}"
+    );
+    assert!(
+        report.contains("\"line\":2") && report.contains("\"line\":4"),
+        "{report}"
+    );
     let log = local.alert_log();
     assert!(log.contains("rows_rejected"), "{log}");
 
@@ -390,4 +424,37 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
         1,
         "only the first run's handle waits: a call with no handle has nothing to poll"
     );
+}
+
+/// A version Meta no longer serves (code 2635) stops the file with a `send_failed` alert that
+/// says to set `GRAPH_API_VERSION`; the file stays in `data/` for the next attempt (issue 15).
+#[tokio::test]
+async fn a_retired_api_version_stops_with_an_alert_naming_the_setting() {
+    let local = local_with(EmulatorConfig {
+        // Everything before a version newer than the product's default is retired.
+        oldest_served_version: "v999.0".to_owned(),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    local.land("data/export.csv", generated(5)).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/export.csv", None)
+        .await;
+    let error = outcome.expect_err("nothing can be sent");
+    assert!(error.to_string().contains("GRAPH_API_VERSION"), "{error}");
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "data/").await,
+        ["data/export.csv"]
+    );
+    let log = local.alert_log();
+    assert!(log.contains("send_failed"), "{log}");
+    assert!(log.contains("GRAPH_API_VERSION"), "{log}");
+    let sends = local
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
+        .count();
+    assert_eq!(sends, 1, "a retired version is not retried");
 }

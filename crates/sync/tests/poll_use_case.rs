@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use graph::{
-    AccessToken, BatchStatus, CatalogInfo, GraphClient, GraphError, GraphSettings, RetryPolicy,
-    PartialSend, SentChunk,
+    AccessToken, BatchStatus, CatalogInfo, GraphClient, GraphError, GraphSettings, PartialSend,
+    RetryPolicy, SentChunk,
 };
 use graph_emulator::{
     BatchOutcome, DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, Endpoint, Fault,

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use graph::{
-    AccessToken, BatchStatus, CatalogInfo, ErrorClass, GraphClient, GraphError, RetryPolicy,
-    PartialSend, SentChunk,
+    AccessToken, BatchStatus, CatalogInfo, ErrorClass, GraphClient, GraphError, PartialSend,
+    RetryPolicy, SentChunk,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-pub use crate::ports::{TokenError, TokenProvider};
 use crate::ports::CatalogApi;
+pub use crate::ports::{TokenError, TokenProvider};
 
 /// A token given up front (`META_ACCESS_TOKEN`), never re-read.
 #[derive(Debug, Clone)]

@@ -737,7 +737,10 @@ mod tests {
         });
         assert_eq!(alert.kind, AlertKind::FileRejected);
         assert_eq!(alert.subject, "catalog-sync: file rejected: data/a.csv");
-        assert_eq!(alert.document["keys"], serde_json::json!(["beside", "report"]));
+        assert_eq!(
+            alert.document["keys"],
+            serde_json::json!(["beside", "report"])
+        );
         assert!(alert.text.contains("40 products in 2 batch(es)"));
         assert_eq!(alert.document["next_steps"], FIX_THE_FILE);
     }
@@ -765,7 +768,11 @@ mod tests {
             ..facts
         });
         assert_eq!(other.kind, AlertKind::SendFailed);
-        assert!(other.text.contains("Check the network. The file stays in the landing folder"));
+        assert!(
+            other
+                .text
+                .contains("Check the network. The file stays in the landing folder")
+        );
         assert!(other.text.contains("(left in place)"));
     }
 
@@ -836,7 +843,11 @@ mod tests {
         assert!(alert.text.contains(RESEND_FROM_ARCHIVE));
         // Meta may have applied part of a canceled or failed batch (issue 15).
         assert!(alert.text.contains("may have been partly applied"));
-        assert!(alert.text.contains("some of their products may be in the catalog"));
+        assert!(
+            alert
+                .text
+                .contains("some of their products may be in the catalog")
+        );
         assert_eq!(alert.document["samples"][0]["line"], 2);
     }
 
@@ -879,7 +890,11 @@ mod tests {
             alert.subject,
             "catalog-sync: 1 batch(es) not finished after 24h"
         );
-        assert!(alert.text.contains("sent at an unknown time; last answer: in_progress"));
+        assert!(
+            alert
+                .text
+                .contains("sent at an unknown time; last answer: in_progress")
+        );
         assert!(alert.text.contains(RESEND_FROM_ARCHIVE));
     }
 }

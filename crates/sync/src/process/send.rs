@@ -292,7 +292,6 @@ impl FileProcessor {
             None => Ok(()),
         }
     }
-
 }
 
 /// What Meta refused of one call it answered: how many products, and for each refused product
@@ -376,7 +375,10 @@ mod tests {
         assert_eq!(r.count, 1);
         assert_eq!(
             r.samples,
-            [(Some("a".to_owned()), "bad price; bad link; again".to_owned())]
+            [(
+                Some("a".to_owned()),
+                "bad price; bad link; again".to_owned()
+            )]
         );
     }
 
@@ -391,7 +393,11 @@ mod tests {
         assert_eq!(r.count, 5);
         assert_eq!(r.samples.len(), 3);
         assert_eq!(r.samples[2].0, None);
-        assert!(r.samples[2].1.contains("3 of them without a reason"), "{}", r.samples[2].1);
+        assert!(
+            r.samples[2].1.contains("3 of them without a reason"),
+            "{}",
+            r.samples[2].1
+        );
 
         let all_named = refusals(&response, 2);
         assert_eq!((all_named.count, all_named.samples.len()), (2, 2));
