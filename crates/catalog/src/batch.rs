@@ -583,7 +583,10 @@ impl RequestLines {
     /// The line of the request carrying product `id`: the last one, as Meta keeps the last of
     /// duplicated ids in a batch.
     pub fn line_of_id(&self, id: &str) -> Option<u64> {
-        let index = self.ids.iter().rposition(|candidate| candidate.as_deref() == Some(id))?;
+        let index = self
+            .ids
+            .iter()
+            .rposition(|candidate| candidate.as_deref() == Some(id))?;
         self.lines.get(index).copied()
     }
 
@@ -663,12 +666,25 @@ mod tests {
         let lines = RequestLines::new(requests, vec![2, 3, 7, 9]);
         assert_eq!(lines.line_of_index(1), Some(3));
         assert_eq!(lines.line_of_index(4), None);
-        assert_eq!(lines.line_of_id("42"), Some(3), "a number id matches its text");
-        assert_eq!(lines.line_of_id("SKU-1"), Some(7), "the last of duplicated ids");
+        assert_eq!(
+            lines.line_of_id("42"),
+            Some(3),
+            "a number id matches its text"
+        );
+        assert_eq!(
+            lines.line_of_id("SKU-1"),
+            Some(7),
+            "the last of duplicated ids"
+        );
         assert_eq!(lines.line_of_id("SKU-9"), None);
-        assert_eq!(lines.line_of(Some(0), Some("42")), Some(2), "the index wins");
+        assert_eq!(
+            lines.line_of(Some(0), Some("42")),
+            Some(2),
+            "the index wins"
+        );
         assert_eq!(lines.line_of(None, Some("42")), Some(3));
-        let wrapped = br#"{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[{"data":{"id":"a"}}]}"#;
+        let wrapped =
+            br#"{"item_type":"PRODUCT_ITEM","allow_upsert":true,"requests":[{"data":{"id":"a"}}]}"#;
         assert_eq!(RequestLines::new(wrapped, vec![5]).line_of_id("a"), Some(5));
         let unreadable = RequestLines::new(b"not json", vec![5]);
         assert!(!unreadable.has_ids());

@@ -8,8 +8,8 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
 use catalog::RequestLines;
+use futures::stream::{self, StreamExt};
 use graph::{BatchState, BatchStatus, ErrorClass, GraphError, ItemProblem};
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};

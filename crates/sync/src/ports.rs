@@ -18,7 +18,6 @@ use time::OffsetDateTime;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-
 /// A streamed object body.
 pub type ObjectBody = Pin<Box<dyn AsyncRead + Send>>;
 

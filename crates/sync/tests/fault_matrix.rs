@@ -287,7 +287,11 @@ fn generated_rows(rows: usize, salt: u64) -> Vec<GeneratedRow> {
                 id,
                 title: format!("Item {n} of {salt}"),
                 breaks_a_rule,
-                price: if breaks_a_rule { "12,50 EUR" } else { "12.50 EUR" },
+                price: if breaks_a_rule {
+                    "12,50 EUR"
+                } else {
+                    "12.50 EUR"
+                },
                 n,
             }
         })
@@ -301,7 +305,11 @@ fn file(rows: usize, salt: u64) -> Vec<u8> {
     );
     for row in generated_rows(rows, salt) {
         let GeneratedRow {
-            id, title, price, n, ..
+            id,
+            title,
+            price,
+            n,
+            ..
         } = row;
         csv.push_str(&format!(
             "{id},{title},A thing,https://shop.example/{n},https://shop.example/{n}.jpg,in stock,{price},Acme,new,Things\n"
@@ -327,7 +335,8 @@ async fn run_case(name: &str, inject: impl FnOnce(&Harness), failures: usize) {
     inject(&h);
     let attempts = h.settle(6, |_| {}).await;
     eprintln!("{name}: {:?}", attempts.outcomes);
-    h.assert_promise_kept(Expected::of(45, 1), &attempts, failures).await;
+    h.assert_promise_kept(Expected::of(45, 1), &attempts, failures)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,7 +432,8 @@ async fn a_token_expiring_mid_file_stops_it_until_a_new_token_is_stored() {
             .any(|alert| alert.attribute("kind") == Some("token_invalid")),
         "{alerts:?}"
     );
-    h.assert_promise_kept(Expected::of(45, 2), &attempts, 0).await;
+    h.assert_promise_kept(Expected::of(45, 2), &attempts, 0)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +500,8 @@ async fn an_alert_that_cannot_be_published_does_not_lose_the_result() {
         1,
         "the rows-rejected alert was attempted"
     );
-    h.assert_promise_kept(Expected::of(30, 3), &attempts, 0).await;
+    h.assert_promise_kept(Expected::of(30, 3), &attempts, 0)
+        .await;
     assert!(
         h.moto
             .receive_sns_messages(&h.alerts_queue, 0, Duration::from_secs(1))

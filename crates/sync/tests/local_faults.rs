@@ -181,7 +181,10 @@ async fn without_rules_every_call_passes_through_unchanged() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(info.size, 4, "the whole object's size, as every store reports it");
+    assert_eq!(
+        info.size, 4,
+        "the whole object's size, as every store reports it"
+    );
     let mut text = String::new();
     body.read_to_string(&mut text).await.unwrap();
     assert_eq!(text, "ody");

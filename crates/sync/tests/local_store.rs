@@ -213,7 +213,10 @@ async fn ranged_gets_start_at_the_offset_and_report_the_object_size() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(info.size, 10, "the whole object's size, as the S3 adapter reports it");
+    assert_eq!(
+        info.size, 10,
+        "the whole object's size, as the S3 adapter reports it"
+    );
     for from in [10, 11, u64::MAX] {
         let (info, mut body) = store
             .get(LANDING_BUCKET, "data/a.csv", from, None)

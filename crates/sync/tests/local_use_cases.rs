@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use graph::{AccessToken, GraphSettings, RetryPolicy};
-use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, GraphEmulator, RunningEmulator};
+use graph_emulator::{
+    DEFAULT_CATALOG_ID, EmulatorConfig, Endpoint, GraphEmulator, RunningEmulator,
+};
 use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::Layout;
 use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
-use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
 use sync::poll::{PollSettings, Poller};
+use sync::ports::{ObjectStore, Payload, SystemClock, list_all};
 use sync::process::{DEFAULT_MIN_SEND_WINDOW, FileOutcome, FileProcessor, Services, Settings};
 use sync::sweep::{SweepLimits, Sweeper};
 
@@ -87,7 +89,12 @@ impl Local {
 
     async fn land(&self, key: &str, bytes: Vec<u8>) {
         self.store
-            .put(LANDING_BUCKET, key, Payload::Bytes(Bytes::from(bytes)), "text/csv")
+            .put(
+                LANDING_BUCKET,
+                key,
+                Payload::Bytes(Bytes::from(bytes)),
+                "text/csv",
+            )
             .await
             .expect("land");
     }
@@ -154,7 +161,10 @@ async fn a_file_whose_finish_failed_once_is_finished_by_the_next_run() {
         .process(LANDING_BUCKET, "data/export.csv", None)
         .await;
     assert!(first.is_err(), "the archive move fails: {first:?}");
-    assert_eq!(local.keys(LANDING_BUCKET, "data/").await, ["data/export.csv"]);
+    assert_eq!(
+        local.keys(LANDING_BUCKET, "data/").await,
+        ["data/export.csv"]
+    );
     assert!(
         !local.keys(SYNCED_BUCKET, "progress/").await.is_empty(),
         "the checkpoint stays for the next run"
@@ -259,12 +269,18 @@ async fn the_sweep_gives_up_on_a_file_left_behind_through_the_finishing_path() {
     assert!(local.keys(LANDING_BUCKET, "data/").await.is_empty());
     assert_eq!(
         local.keys(LANDING_BUCKET, "failed/").await,
-        ["failed/left behind.csv", "failed/left behind.csv.report.json"]
+        [
+            "failed/left behind.csv",
+            "failed/left behind.csv.report.json"
+        ]
     );
     assert_eq!(local.keys(SYNCED_BUCKET, "reports/").await.len(), 1);
     assert!(local.keys(SYNCED_BUCKET, "progress/").await.is_empty());
     let log = local.alert_log();
     assert!(log.contains("send_failed"), "{log}");
     assert!(log.contains("gave up on data/left behind.csv"), "{log}");
-    assert!(log.contains("copy the file from failed/ back into data/"), "{log}");
+    assert!(
+        log.contains("copy the file from failed/ back into data/"),
+        "{log}"
+    );
 }

@@ -87,13 +87,20 @@ async fn missing_keys(store: &dyn ObjectStore, bucket: &str) {
         store.copy(bucket, key, "archive/x.csv").await.is_err(),
         "copying a missing object fails"
     );
-    assert_eq!(store.head(bucket, "archive/x.csv").await.expect("head"), None);
+    assert_eq!(
+        store.head(bucket, "archive/x.csv").await.expect("head"),
+        None
+    );
 }
 
 async fn reads_from_any_offset(store: &dyn ObjectStore, bucket: &str) {
     let key = "data/ten.csv";
     put(store, bucket, key, "0123456789").await;
-    let head = store.head(bucket, key).await.expect("head").expect("exists");
+    let head = store
+        .head(bucket, key)
+        .await
+        .expect("head")
+        .expect("exists");
     assert_eq!(head.size, 10);
     assert!(head.etag.is_some());
     for (from, rest) in [(0, "0123456789"), (1, "123456789"), (4, "456789"), (9, "9")] {

@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-pub use crate::ports::{TokenError, TokenProvider};
 use crate::ports::CatalogApi;
+pub use crate::ports::{TokenError, TokenProvider};
 
 /// A token given up front (`META_ACCESS_TOKEN`), never re-read.
 #[derive(Debug, Clone)]

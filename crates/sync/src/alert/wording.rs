@@ -723,7 +723,10 @@ mod tests {
         });
         assert_eq!(alert.kind, AlertKind::FileRejected);
         assert_eq!(alert.subject, "catalog-sync: file rejected: data/a.csv");
-        assert_eq!(alert.document["keys"], serde_json::json!(["beside", "report"]));
+        assert_eq!(
+            alert.document["keys"],
+            serde_json::json!(["beside", "report"])
+        );
         assert!(alert.text.contains("40 products in 2 batch(es)"));
         assert_eq!(alert.document["next_steps"], FIX_THE_FILE);
     }
@@ -751,7 +754,11 @@ mod tests {
             ..facts
         });
         assert_eq!(other.kind, AlertKind::SendFailed);
-        assert!(other.text.contains("Check the network. The file stays in the landing folder"));
+        assert!(
+            other
+                .text
+                .contains("Check the network. The file stays in the landing folder")
+        );
         assert!(other.text.contains("(left in place)"));
     }
 
@@ -845,7 +852,11 @@ mod tests {
             alert.subject,
             "catalog-sync: 1 batch(es) not finished after 24h"
         );
-        assert!(alert.text.contains("sent at an unknown time; last answer: in_progress"));
+        assert!(
+            alert
+                .text
+                .contains("sent at an unknown time; last answer: in_progress")
+        );
         assert!(alert.text.contains(RESEND_FROM_ARCHIVE));
     }
 }

@@ -122,7 +122,9 @@ pub(crate) async fn give_up(
         stop: None,
     };
     let why = why.to_owned();
-    scope.finish_run(&run, ended, Ending::GaveUp { why }).await?;
+    scope
+        .finish_run(&run, ended, Ending::GaveUp { why })
+        .await?;
     Ok(failed_key)
 }
 
@@ -215,12 +217,18 @@ impl Scope<'_> {
                 warn!(key, %store, "could not store the report of a failed send");
                 None
             }
-            (_, Err(store)) => return Err(self.unfinished(&ending, checkpoint, store_error(store)).await),
+            (_, Err(store)) => {
+                return Err(self
+                    .unfinished(&ending, checkpoint, store_error(store))
+                    .await);
+            }
         };
         if let Some(destination) = &destination
             && let Err(store) = self.move_object(bucket, key, destination).await
         {
-            return Err(self.unfinished(&ending, checkpoint, store_error(store)).await);
+            return Err(self
+                .unfinished(&ending, checkpoint, store_error(store))
+                .await);
         }
         let facts = Facts {
             run,
@@ -455,7 +463,7 @@ impl Facts<'_> {
             code,
             message,
             already_sent: (!self.sent.batches.is_empty())
-                .then(|| (self.sent.items, self.sent.batches.len())),
+                .then_some((self.sent.items, self.sent.batches.len())),
             reports: self.reports(),
         })
     }

@@ -23,8 +23,8 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 pub use self::claim::DEADLINE_MARGIN;
-pub(crate) use self::finish::give_up;
 use self::finish::Ending;
+pub(crate) use self::finish::give_up;
 use self::parse::Parsed;
 use self::send::{Sent, Stop};
 use crate::keys::Layout;
@@ -166,7 +166,6 @@ impl ProcessError {
         }
     }
 }
-
 
 /// The "process one landed file" use case.
 #[derive(Clone)]
@@ -346,7 +345,10 @@ impl FileProcessor {
                 self.defer(run, ended.checkpoint, reason, wait).await
             }
             Some(Stop::Graph(error)) => {
-                let ended = Ended { stop: None, ..ended };
+                let ended = Ended {
+                    stop: None,
+                    ..ended
+                };
                 scope.finish(run, ended, Ending::SendFailed(error)).await
             }
             // The download broke, not the file: the next attempt resumes after the last batch.

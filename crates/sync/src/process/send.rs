@@ -293,5 +293,4 @@ impl FileProcessor {
         }
         Ok(())
     }
-
 }
