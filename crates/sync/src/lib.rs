@@ -1,12 +1,16 @@
 //! The catalog-sync use cases, written against small ports, with their adapters.
 //!
-//! - [`process::FileProcessor`]: process one landed file (validate, transform, send, record,
-//!   archive), driven by [`event::handle_invocation`] in the sync-on-arrival function; files
-//!   too large for one invocation are checkpointed and continued ([`progress`]).
-//! - [`poll::Poller`]: ask Meta how each batch went, alert, and sweep files left behind.
-//! - Ports ([`ports`], [`progress::ContinuationQueue`]): object store, catalog API, alerts,
-//!   clock, follow-up queue.
-//! - Adapters: [`aws`] (S3, SNS, SQS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
+//! - [`process::FileProcessor`]: process one landed file as its phases (claim, open, send,
+//!   route, finish), driven by [`event::handle_invocation`] in the sync-on-arrival function;
+//!   files too large for one invocation are checkpointed and continued.
+//! - [`poll::Poller`]: ask Meta how each batch went, alert, and [`sweep`] files left behind.
+//! - [`ports`]: every port (object store, catalog API, token, alerts, clock, continuation
+//!   queue) and the [`ports::Services`] bundle a use case receives.
+//! - [`alert::wording`]: what each alert kind says.
+//! - Adapters: [`adapters`] (a local folder, the log, the Graph API, fault injection) and
+//!   [`aws`] (S3, SNS, SQS, Secrets Manager).
+//!
+//! `docs/architecture.md` in the repository shows where each decision lives.
 
 pub mod adapters;
 pub mod alert;

@@ -23,7 +23,7 @@ use crate::report::{BatchRecord, Counts, Failure, SpoolMark};
 /// What a checkpoint says the file is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ProgressState {
+pub(crate) enum ProgressState {
     /// An invocation is sending it now (until `lease_until`).
     Running,
     /// Waiting for a follow-up invocation (after `resume_not_before`).
@@ -33,7 +33,7 @@ pub enum ProgressState {
 /// Where reading resumes: the position after the last row of the last batch sent, and the
 /// header, which a resumed read does not see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeAt {
+pub(crate) struct ResumeAt {
     /// 1-based line of the next record.
     pub line: u64,
     /// Byte offset of the next record.
@@ -82,7 +82,7 @@ impl ResumeAt {
 
 /// `progress/<run-id>.json`: how far a file got, enough for another invocation to go on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// The run, kept across invocations (batch and report keys use it).
     pub run_id: String,
     /// RFC 3339 time the run started.
@@ -202,23 +202,23 @@ impl Checkpoint {
 }
 
 /// RFC 3339 text as a time.
-pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
 /// A time as RFC 3339 text.
-pub fn format_time(at: OffsetDateTime) -> String {
+pub(crate) fn format_time(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
 /// True for `progress/<run-id>.json` (not the spool parts below `progress/<run-id>/`).
-pub fn is_checkpoint_key(key: &str) -> bool {
+pub(crate) fn is_checkpoint_key(key: &str) -> bool {
     key.strip_prefix(PROGRESS_PREFIX)
         .is_some_and(|rest| rest.ends_with(".json") && !rest.contains('/'))
 }
 
 /// Reads one checkpoint; a missing one is `None`, an unreadable one an error naming its key.
-pub async fn load(
+pub(crate) async fn load(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
@@ -239,7 +239,7 @@ pub async fn load(
 }
 
 /// Every checkpoint in the synced bucket; unreadable ones are skipped with a warning.
-pub async fn load_all(
+pub(crate) async fn load_all(
     store: &dyn ObjectStore,
     synced_bucket: &str,
 ) -> Result<Vec<Checkpoint>, StoreError> {
@@ -259,7 +259,7 @@ pub async fn load_all(
 
 /// The checkpoint of `bucket`/`key`, if a run of it is unfinished. With several (a crash
 /// between writing a new one and deleting an old one), the newest run wins.
-pub async fn find_for_source(
+pub(crate) async fn find_for_source(
     store: &dyn ObjectStore,
     synced_bucket: &str,
     bucket: &str,
@@ -280,7 +280,7 @@ pub async fn find_for_source(
 }
 
 /// Writes a checkpoint whole.
-pub async fn save(
+pub(crate) async fn save(
     store: &dyn ObjectStore,
     synced_bucket: &str,
     checkpoint: &Checkpoint,
@@ -302,7 +302,7 @@ pub async fn save(
 }
 
 /// Deletes a checkpoint and its spool parts (the run is over).
-pub async fn remove(
+pub(crate) async fn remove(
     store: &dyn ObjectStore,
     synced_bucket: &str,
     checkpoint: &Checkpoint,

@@ -463,7 +463,7 @@ impl Facts<'_> {
             code,
             message,
             already_sent: (!self.sent.batches.is_empty())
-                .then(|| (self.sent.items, self.sent.batches.len())),
+                .then_some((self.sent.items, self.sent.batches.len())),
             reports: self.reports(),
         })
     }
