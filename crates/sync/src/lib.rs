@@ -9,7 +9,7 @@
 //! - Adapters: [`aws`] (S3, SNS, SQS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
 
 pub mod alert;
-pub mod aws;
+pub mod adapters;
 pub mod config;
 pub mod event;
 pub mod faults;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use graph::RetryPolicy;
 use tokio::time::Instant;
 
-use crate::aws::{S3Store, SecretsManagerToken, SnsAlerts, SqsContinuations};
+use crate::adapters::aws::{S3Store, SecretsManagerToken, SnsAlerts, SqsContinuations};
 use crate::config::{Config, TokenSource};
 use crate::graph_api::{ConnectError, GraphCatalog, StaticToken, TokenProvider};
 use crate::ports::{AlertSink, SystemClock};
@@ -49,7 +49,7 @@ pub async fn graph_catalog(
 
 /// S3, SNS, Secrets Manager and the Graph API, each built once.
 pub async fn aws_services(config: &Config) -> Result<Services, ConnectError> {
-    let sdk = crate::aws::load_sdk_config().await;
+    let sdk = crate::adapters::aws::load_sdk_config().await;
     let provider = token_provider(config, Some(&sdk))?;
     let catalog = graph_catalog(config, provider).await?;
     let alerts: Arc<dyn AlertSink> = match &config.alert_topic_arn {

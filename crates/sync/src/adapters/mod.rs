@@ -1,0 +1,3 @@
+//! Adapters of the ports, grouped by where they run.
+
+pub mod aws;
