@@ -6,16 +6,21 @@
 //! - [`poll::Poller`]: ask Meta how each batch went, alert, and sweep files left behind.
 //! - Ports ([`ports`], [`progress::ContinuationQueue`]): object store, catalog API, alerts,
 //!   clock, follow-up queue.
-//! - Adapters: [`aws`] (S3, SNS, SQS, Secrets Manager) and [`graph_api`] (Meta's Graph API).
+//! - Adapters: [`adapters`] (`aws`: S3, SNS, SQS, Secrets Manager, with the `aws` feature) and
+//!   [`graph_api`] (Meta's Graph API); [`wiring`] assembles them from configuration.
+//! - The Lambda functions' handlers and error types: [`lambda`] (the `lambda` feature).
 
-pub mod alert;
 pub mod adapters;
+pub mod alert;
 pub mod config;
 pub mod event;
 pub mod faults;
 pub mod graph_api;
+#[cfg(feature = "lambda")]
 pub mod init_error;
 pub mod keys;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod local;
 pub mod metrics;
 pub mod poll;
