@@ -15,15 +15,20 @@ lint: fmt-check clippy
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+## Two builds: everything with every feature (AWS included), and the local-only build of the
+## CLI and sync (no `aws` feature, what `cargo run -p catalog-sync -- demo` compiles), so code
+## behind or outside `#[cfg(feature = "aws")]` is linted both ways.
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	$(CARGO) clippy -p sync -p catalog-sync --all-targets -- -D warnings
 
 ## Pinned Python tools (moto server, cfn-lint, SAM CLI, check-jsonschema) in .tools/.
 tools:
 	bash infra/install-tools.sh
 
+## --all-features: the AWS commands of the CLI and the moto tests of sync need the `aws` feature.
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --all-features
 
 template-check: tools
 	bash infra/check-template.sh

@@ -22,8 +22,6 @@ pub enum BatchOutput<'a> {
     Discard,
     /// Files in a folder (`transform`).
     Dir(&'a Path),
-    /// To a sender on another thread (`send`).
-    Channel(tokio::sync::mpsc::Sender<Batch>),
 }
 
 /// Files smaller than this finish before a progress bar would be worth drawing.
@@ -257,14 +255,6 @@ impl Sink for CliSink<'_> {
     fn batch(&mut self, batch: Batch) -> io::Result<()> {
         let out = match &self.out {
             BatchOutput::Discard => return Ok(()),
-            BatchOutput::Channel(sender) => {
-                return sender.blocking_send(batch).map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "sending stopped; see the error above",
-                    )
-                });
-            }
             BatchOutput::Dir(out) => out,
         };
         let path = out.join(format!("batch-{:04}.json", batch.number));

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use sync::Requirements;
-use sync::keys::PENDING_PREFIX;
-use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore};
+use sync::keys::CHECKED_PREFIX;
+use sync::local::{ConsoleAlerts, LocalStore};
 use sync::poll::PollSummary;
 use sync::ports;
 use sync::process::FileOutcome;
@@ -52,7 +52,7 @@ pub const CATALOG_FILE: &str = "emulator-catalog.json";
 pub fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     let started = Instant::now();
     let dir = prepare_dir(dir)?;
-    let data = dir.join(LANDING_BUCKET).join("data");
+    let data = setup::landing_dir(&dir, &sync::keys::Layout::default());
     fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     for (name, bytes) in SAMPLES {
         let path = data.join(name);
@@ -130,12 +130,11 @@ async fn run_demo(dir: &Path, started: Instant) -> anyhow::Result<u8> {
     wired.services.alerts = alerts.clone();
 
     let processor = wired.processor();
-    let landing_prefix = wired.config.layout.landing_prefix.clone();
     let mut outcomes = Vec::new();
     for (name, _) in SAMPLES {
-        let key = format!("{landing_prefix}{name}");
+        let key = wired.config.layout.landing_key(name);
         let outcome = processor
-            .process(LANDING_BUCKET, &key, None)
+            .process(wired.landing_bucket(), &key, None)
             .await
             .with_context(|| format!("processing {key} failed"))?;
         outcomes.push(outcome);
@@ -150,13 +149,7 @@ async fn run_demo(dir: &Path, started: Instant) -> anyhow::Result<u8> {
             .await
             .context("polling the batch handles failed")?;
         polls.push(summary);
-        left = ports::list_all(
-            wired.services.store.as_ref(),
-            wired.synced_bucket(),
-            PENDING_PREFIX,
-        )
-        .await?
-        .len();
+        left = wired.pending_count().await?;
         if left == 0 {
             break;
         }
@@ -181,7 +174,7 @@ async fn run_demo(dir: &Path, started: Instant) -> anyhow::Result<u8> {
     println!(
         "Done in {:.1} s. To try your own exports, put them in {} and run:\n  catalog-sync run --root {} --emulator",
         started.elapsed().as_secs_f64(),
-        dir.join(LANDING_BUCKET).join("data").display(),
+        setup::landing_dir(dir, &wired.config.layout).display(),
         dir.display()
     );
     Ok(if left == 0 { EXIT_OK } else { EXIT_REJECTED })
@@ -368,7 +361,7 @@ impl Account<'_> {
     async fn verdicts(&self, store: &LocalStore) -> anyhow::Result<Vec<String>> {
         let synced = self.wired.synced_bucket();
         let mut lines = BTreeMap::new();
-        for object in ports::list_all(store, synced, "checked/").await? {
+        for object in ports::list_all(store, synced, CHECKED_PREFIX).await? {
             let Some(bytes) = ports::read_small(store, synced, &object.key).await? else {
                 continue;
             };

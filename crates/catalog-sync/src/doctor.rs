@@ -5,13 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata};
 use graph::RetryPolicy;
-use sync::aws::S3Store;
-use sync::graph_api::GraphCatalog;
-use sync::keys::{PENDING_PREFIX, PROGRESS_PREFIX};
+use sync::graph_api::{ConnectError, GraphCatalog, TokenProvider};
 use sync::local::{ALERTS_LOG, LANDING_BUCKET, SYNCED_BUCKET, TEMP_PREFIX};
-use sync::ports::{CatalogApi, ObjectStore, StoreErrorKind};
+use sync::ports::CatalogApi;
 use sync::{Config, Requirements, TokenSource};
 
 use crate::setup;
@@ -36,13 +33,18 @@ impl Checks {
 
 /// `catalog-sync doctor [--root DIR]`.
 pub fn doctor(root: Option<PathBuf>) -> anyhow::Result<u8> {
+    let storage = setup::Storage::from_root(root);
+    storage.require_aws_build("doctor")?;
     setup::init_logging("error");
     let runtime = setup::runtime()?;
     let failed = runtime.block_on(async {
         let mut checks = Checks::default();
-        match &root {
-            Some(root) => local(&mut checks, root).await,
-            None => aws(&mut checks).await,
+        match &storage {
+            setup::Storage::Local(root) => local(&mut checks, root).await,
+            #[cfg(feature = "aws")]
+            setup::Storage::Aws => aws::check(&mut checks).await,
+            #[cfg(not(feature = "aws"))]
+            setup::Storage::Aws => {}
         }
         checks.failed
     });
@@ -55,82 +57,6 @@ pub fn doctor(root: Option<PathBuf>) -> anyhow::Result<u8> {
     }
 }
 
-fn is_set(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
-}
-
-/// The AWS deployment's view: configuration as the poller needs it (a superset of what the
-/// sync function needs), the token and catalog, both buckets and the topic.
-async fn aws(checks: &mut Checks) {
-    let aws_named = ["SYNCED_BUCKET", "LANDING_BUCKET", "ALERT_TOPIC_ARN"]
-        .iter()
-        .any(|name| is_set(name));
-    let config = if aws_named {
-        configuration(checks, Requirements::PollFunction, "")
-    } else {
-        checks.fail(
-            "storage",
-            "no --root and no AWS settings (SYNCED_BUCKET, LANDING_BUCKET, ALERT_TOPIC_ARN)",
-            "pass --root DIR to check a local folder, or set those variables to check the AWS resources",
-        );
-        configuration(checks, Requirements::Local, "")
-    };
-    let sdk = sync::aws::load_sdk_config().await;
-    match &config {
-        Some(config) => catalog(checks, config, Some(&sdk)).await,
-        None => checks.fail(
-            "catalog",
-            "not checked: the configuration is incomplete",
-            "fix the configuration line above, then run doctor again",
-        ),
-    }
-    if !aws_named {
-        return;
-    }
-    // Bucket and topic names are read even when another variable is wrong, so one run shows
-    // every problem.
-    let layout = config
-        .as_ref()
-        .map(|c| c.layout.clone())
-        .unwrap_or_default();
-    let store = S3Store::from_sdk_config(&sdk);
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let landing_prefixes = [
-        layout.landing_prefix.as_str(),
-        layout.archive_prefix.as_str(),
-        layout.rejected_prefix.as_str(),
-        layout.failed_prefix.as_str(),
-    ];
-    let synced_prefixes = [
-        "synced/",
-        "reports/",
-        PENDING_PREFIX,
-        "checked/",
-        PROGRESS_PREFIX,
-    ];
-    for (variable, prefixes) in [
-        ("LANDING_BUCKET", &landing_prefixes[..]),
-        ("SYNCED_BUCKET", &synced_prefixes[..]),
-    ] {
-        match env(variable) {
-            Some(bucket) => bucket_check(checks, &store, variable, &bucket, prefixes).await,
-            None => checks.fail(
-                &format!("{variable} bucket"),
-                &format!("{variable} is not set"),
-                "set it to the bucket's name",
-            ),
-        }
-    }
-    match env("ALERT_TOPIC_ARN") {
-        Some(topic) => topic_check(checks, &sdk, &topic).await,
-        None => checks.fail(
-            "alert topic",
-            "ALERT_TOPIC_ARN is not set",
-            "set it to the ARN of the SNS topic that emails the team",
-        ),
-    }
-}
-
 /// The local folder's view: configuration, the token and catalog, and the folders.
 async fn local(checks: &mut Checks, root: &Path) {
     let config = configuration(
@@ -139,7 +65,10 @@ async fn local(checks: &mut Checks, root: &Path) {
         " (or use `catalog-sync run --emulator`, which needs no catalog)",
     );
     match &config {
-        Some(config) => catalog(checks, config, None).await,
+        Some(config) => {
+            let provider = sync::wiring::local_token_provider(config).await;
+            catalog(checks, config, provider).await
+        }
         None => checks.fail(
             "catalog",
             "not checked: the configuration is incomplete",
@@ -158,7 +87,7 @@ async fn local(checks: &mut Checks, root: &Path) {
     }
     checks.ok(&check);
     let landing = root.join(LANDING_BUCKET);
-    let data = landing.join(layout.landing_prefix.trim_end_matches('/'));
+    let data = setup::landing_dir(root, &layout);
     let check = format!("landing folder {}", data.display());
     if data.is_dir() {
         writable(checks, &check, &data);
@@ -237,13 +166,17 @@ fn configuration(checks: &mut Checks, requirements: Requirements, hint: &str) ->
 }
 
 /// The token (read from the secret when one is named) and the catalog (a preflight read).
-async fn catalog(checks: &mut Checks, config: &Config, sdk: Option<&aws_config::SdkConfig>) {
+async fn catalog(
+    checks: &mut Checks,
+    config: &Config,
+    provider: Result<Arc<dyn TokenProvider>, ConnectError>,
+) {
     let source = match &config.token {
         TokenSource::Secret { arn } => format!("from secret {arn}"),
         TokenSource::Literal(_) => "from META_ACCESS_TOKEN".to_owned(),
     };
     let token_check = format!("access token ({source})");
-    let provider = match sync::wiring::token_provider(config, sdk) {
+    let provider = match provider {
         Ok(provider) => provider,
         Err(error) => {
             checks.fail(
@@ -290,55 +223,133 @@ async fn catalog(checks: &mut Checks, config: &Config, sdk: Option<&aws_config::
     }
 }
 
-/// Lists each prefix of a bucket once (one page, nothing read or written).
-async fn bucket_check(
-    checks: &mut Checks,
-    store: &S3Store,
-    variable: &str,
-    bucket: &str,
-    prefixes: &[&str],
-) {
-    let check = format!("{variable} s3://{bucket} ({})", prefixes.join(", "));
-    for prefix in prefixes {
-        if let Err(error) = store.list(bucket, prefix, None).await {
-            let (what, fix) = match error.kind {
-                StoreErrorKind::NoSuchBucket => (
-                    "the bucket does not exist".to_owned(),
-                    format!("check {variable}, or deploy the stack that creates it"),
-                ),
-                StoreErrorKind::AccessDenied => (
-                    format!("access denied listing {prefix}"),
-                    "allow s3:ListBucket on the bucket for these credentials".to_owned(),
-                ),
-                _ => (
-                    format!("cannot list {prefix}: {}", error.message),
-                    "check the AWS credentials, region and network".to_owned(),
-                ),
-            };
-            checks.fail(&check, &what, &fix);
+/// The checks of the AWS resources.
+#[cfg(feature = "aws")]
+mod aws {
+    use aws_sdk_sns::error::{DisplayErrorContext, ProvideErrorMetadata};
+    use sync::Requirements;
+    use sync::adapters::aws::S3Store;
+    use sync::keys::SYNCED_PREFIXES;
+    use sync::ports::{ObjectStore, StoreErrorKind};
+
+    use super::{Checks, catalog, configuration};
+
+    fn is_set(name: &str) -> bool {
+        std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
+    }
+
+    /// The AWS deployment's view: configuration as the poller needs it (a superset of what the
+    /// sync function needs), the token and catalog, both buckets and the topic.
+    pub(super) async fn check(checks: &mut Checks) {
+        let aws_named = ["SYNCED_BUCKET", "LANDING_BUCKET", "ALERT_TOPIC_ARN"]
+            .iter()
+            .any(|name| is_set(name));
+        let config = if aws_named {
+            configuration(checks, Requirements::PollFunction, "")
+        } else {
+            checks.fail(
+                "storage",
+                "no --root and no AWS settings (SYNCED_BUCKET, LANDING_BUCKET, ALERT_TOPIC_ARN)",
+                "pass --root DIR to check a local folder, or set those variables to check the AWS resources",
+            );
+            configuration(checks, Requirements::Local, "")
+        };
+        let sdk = sync::adapters::aws::load_sdk_config().await;
+        match &config {
+            Some(config) => {
+                let provider = sync::wiring::token_provider(config, Some(&sdk));
+                catalog(checks, config, provider).await
+            }
+            None => checks.fail(
+                "catalog",
+                "not checked: the configuration is incomplete",
+                "fix the configuration line above, then run doctor again",
+            ),
+        }
+        if !aws_named {
             return;
         }
+        // Bucket and topic names are read even when another variable is wrong, so one run shows
+        // every problem.
+        let layout = config
+            .as_ref()
+            .map(|c| c.layout.clone())
+            .unwrap_or_default();
+        let store = S3Store::from_sdk_config(&sdk);
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        for (variable, prefixes) in [
+            ("LANDING_BUCKET", &layout.landing_prefixes()[..]),
+            ("SYNCED_BUCKET", &SYNCED_PREFIXES[..]),
+        ] {
+            match env(variable) {
+                Some(bucket) => bucket_check(checks, &store, variable, &bucket, prefixes).await,
+                None => checks.fail(
+                    &format!("{variable} bucket"),
+                    &format!("{variable} is not set"),
+                    "set it to the bucket's name",
+                ),
+            }
+        }
+        match env("ALERT_TOPIC_ARN") {
+            Some(topic) => topic_check(checks, &sdk, &topic).await,
+            None => checks.fail(
+                "alert topic",
+                "ALERT_TOPIC_ARN is not set",
+                "set it to the ARN of the SNS topic that emails the team",
+            ),
+        }
     }
-    checks.ok(&check);
-}
 
-/// Asks SNS for the topic's attributes.
-async fn topic_check(checks: &mut Checks, sdk: &aws_config::SdkConfig, topic: &str) {
-    let check = format!("ALERT_TOPIC_ARN {topic}");
-    let client = aws_sdk_sns::Client::new(sdk);
-    match client.get_topic_attributes().topic_arn(topic).send().await {
-        Ok(_) => checks.ok(&check),
-        Err(error) => {
-            let what = match (error.code(), error.message()) {
-                (Some("NotFound"), _) => "the topic does not exist".to_owned(),
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                _ => DisplayErrorContext(&error).to_string(),
-            };
-            checks.fail(
-                &check,
-                &what,
-                "check ALERT_TOPIC_ARN (account and region included) and that sns:GetTopicAttributes is allowed",
-            );
+    /// Lists each prefix of a bucket once (one page, nothing read or written).
+    async fn bucket_check(
+        checks: &mut Checks,
+        store: &S3Store,
+        variable: &str,
+        bucket: &str,
+        prefixes: &[&str],
+    ) {
+        let check = format!("{variable} s3://{bucket} ({})", prefixes.join(", "));
+        for prefix in prefixes {
+            if let Err(error) = store.list(bucket, prefix, None).await {
+                let (what, fix) = match error.kind {
+                    StoreErrorKind::NoSuchBucket => (
+                        "the bucket does not exist".to_owned(),
+                        format!("check {variable}, or deploy the stack that creates it"),
+                    ),
+                    StoreErrorKind::AccessDenied => (
+                        format!("access denied listing {prefix}"),
+                        "allow s3:ListBucket on the bucket for these credentials".to_owned(),
+                    ),
+                    _ => (
+                        format!("cannot list {prefix}: {}", error.message),
+                        "check the AWS credentials, region and network".to_owned(),
+                    ),
+                };
+                checks.fail(&check, &what, &fix);
+                return;
+            }
+        }
+        checks.ok(&check);
+    }
+
+    /// Asks SNS for the topic's attributes.
+    async fn topic_check(checks: &mut Checks, sdk: &aws_config::SdkConfig, topic: &str) {
+        let check = format!("ALERT_TOPIC_ARN {topic}");
+        let client = aws_sdk_sns::Client::new(sdk);
+        match client.get_topic_attributes().topic_arn(topic).send().await {
+            Ok(_) => checks.ok(&check),
+            Err(error) => {
+                let what = match (error.code(), error.message()) {
+                    (Some("NotFound"), _) => "the topic does not exist".to_owned(),
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    _ => DisplayErrorContext(&error).to_string(),
+                };
+                checks.fail(
+                    &check,
+                    &what,
+                    "check ALERT_TOPIC_ARN (account and region included) and that sns:GetTopicAttributes is allowed",
+                );
+            }
         }
     }
 }

@@ -1,13 +1,15 @@
 //! `send` and `status`: talk to a Graph API (Meta's, or an emulator named explicitly).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use catalog::{BatchLimits, Batcher, ProductTypeMapping};
+use catalog::ProductTypeMapping;
 use clap::Args;
 use graph::{AccessToken, BatchState, GraphClient, GraphSettings, RetryPolicy};
+use sync::process::{FileOutcome, FileProcessor, Settings};
+use sync::report::FileReport;
+use sync::{Config, Requirements};
 
-use crate::check::{self, BatchOutput};
 use crate::{EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE};
 
 /// Which catalog, on which Graph API.
@@ -29,8 +31,8 @@ pub struct GraphArgs {
 }
 
 impl GraphArgs {
-    /// A client and catalog id, refusing to go on without a token or a catalog.
-    fn connect(&self) -> anyhow::Result<(GraphClient, String)> {
+    /// The token and catalog id, refusing to go on without either.
+    fn token_and_catalog(&self) -> anyhow::Result<(String, String)> {
         let token = std::env::var("META_ACCESS_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty());
@@ -44,6 +46,30 @@ impl GraphArgs {
                 "no catalog: pass --catalog-id or set CATALOG_ID to your Meta product catalog id"
             );
         };
+        Ok((token, catalog_id))
+    }
+
+    /// The use case's configuration for these arguments: the flags, `META_ACCESS_TOKEN`, and
+    /// `batch_size` and `mapping`; the token from Secrets Manager is not used here.
+    fn config(&self, batch_size: usize, mapping: ProductTypeMapping) -> anyhow::Result<Config> {
+        let (token, catalog_id) = self.token_and_catalog()?;
+        let batch_size = batch_size.to_string();
+        let mut config = Config::from_lookup(Requirements::Local, |name| match name {
+            "CATALOG_ID" => Some(catalog_id.clone()),
+            "META_ACCESS_TOKEN" => Some(token.clone()),
+            "GRAPH_API_BASE_URL" => Some(self.graph_url.clone()),
+            "GRAPH_API_VERSION" => Some(self.graph_version.clone()),
+            "BATCH_SIZE" => Some(batch_size.clone()),
+            "ACCESS_TOKEN_SECRET_ARN" => None,
+            other => std::env::var(other).ok(),
+        })?;
+        config.mapping = mapping;
+        Ok(config)
+    }
+
+    /// A client and catalog id, refusing to go on without a token or a catalog.
+    fn connect(&self) -> anyhow::Result<(GraphClient, String)> {
+        let (token, catalog_id) = self.token_and_catalog()?;
         let settings = GraphSettings {
             base_url: self.graph_url.clone(),
             api_version: self.graph_version.clone(),
@@ -55,98 +81,150 @@ impl GraphArgs {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// `catalog-sync send`: validate, transform and send, printing each batch's handle.
+/// `catalog-sync send`: each file goes through the sync function's own use case (validate,
+/// transform, send, record) over a temporary folder laid out like the buckets, which is
+/// deleted at the end; each batch's handle is printed.
 pub fn send(
     files: &[PathBuf],
     graph: &GraphArgs,
     batch_size: usize,
     mapping: ProductTypeMapping,
 ) -> anyhow::Result<u8> {
-    let (client, catalog_id) = graph.connect()?;
-    let runtime = runtime()?;
-    let info = runtime
-        .block_on(client.catalog(&catalog_id))
-        .with_context(|| {
-            format!(
-                "preflight of catalog {catalog_id} at {} failed",
-                graph.graph_url
+    let mut config = graph.config(batch_size, mapping)?;
+    let runtime = crate::setup::runtime()?;
+    runtime.block_on(async move {
+        let work = tempfile::Builder::new()
+            .prefix("catalog-sync-send-")
+            .tempdir()
+            .context("cannot create a temporary folder")?;
+        let services = sync::wiring::local_services(&mut config, work.path(), true)
+            .await
+            .context("cannot connect to the catalog")?;
+        let info = services.catalog.preflight().await.map_err(|error| {
+            anyhow::anyhow!(
+                "preflight of catalog {} at {} failed: {error}. {}",
+                config.catalog_id,
+                graph.graph_url,
+                error.what_to_do()
             )
         })?;
-    eprintln!(
-        "sending to catalog {} ({}) at {}/{}",
-        info.id,
-        info.name.as_deref().unwrap_or("unnamed"),
-        graph.graph_url,
-        graph.graph_version
-    );
-    let batcher = Batcher::new(BatchLimits::new(batch_size)?, mapping);
-    let (sender, mut batches) = tokio::sync::mpsc::channel(1);
-    let files = files.to_vec();
-    // Validation streams on its own thread; this thread sends each batch as it completes.
-    let checker = std::thread::spawn(move || {
-        check::run(&files, batcher, BatchOutput::Channel(sender), false)
-    });
-    let sent = runtime.block_on(async {
-        let mut lines = Vec::new();
-        while let Some(batch) = batches.recv().await {
-            let chunks = client
-                .send_batch(
-                    &catalog_id,
-                    &batch.requests_json,
-                    &RetryPolicy::default(),
-                    None,
-                )
+        eprintln!(
+            "sending to catalog {} ({}) at {}/{}",
+            info.id,
+            info.name.as_deref().unwrap_or("unnamed"),
+            graph.graph_url,
+            graph.graph_version
+        );
+        let store = services.store.clone();
+        let processor = FileProcessor::new(services, Settings::from_config(&config));
+        let landing = crate::setup::landing_dir(work.path(), &config.layout);
+        std::fs::create_dir_all(&landing)
+            .with_context(|| format!("cannot create {}", landing.display()))?;
+        let mut code = EXIT_OK;
+        let mut handles = 0;
+        for (index, file) in files.iter().enumerate() {
+            // Numbered, so two files of the same name stay apart.
+            let relative = format!("{:04}-{}.csv", index + 1, file_stem(file));
+            land(file, &landing.join(&relative))?;
+            let key = config.layout.landing_key(&relative);
+            let name = display_name(file);
+            let outcome = processor
+                .process(&config.layout.landing_bucket, &key, None)
                 .await
-                .map_err(|error| {
-                    anyhow::anyhow!(
-                        "batch {:04} was not sent: {error}. {}",
-                        batch.number,
-                        error.what_to_do()
-                    )
-                })?;
-            for chunk in chunks {
-                let handle = chunk
-                    .response
-                    .handles
-                    .first()
-                    .map_or("(none: nothing taken)", String::as_str);
-                eprintln!(
-                    "batch {:04}: {} requests sent, handle {handle}",
-                    batch.number, chunk.item_count
-                );
-                lines.push(format!(
-                    "batch {:04}: {} requests, handle {handle}",
-                    batch.number, chunk.item_count
-                ));
+                .with_context(|| format!("{name}: not sent"))?;
+            match &outcome {
+                FileOutcome::Archived {
+                    counts,
+                    report_key,
+                    ..
+                } => {
+                    // Read as a stream: the report also lists every rejected row.
+                    let path = store.location(&config.layout.synced_bucket, report_key);
+                    let report: FileReport = std::fs::File::open(&path)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|file| {
+                            Ok(serde_json::from_reader(std::io::BufReader::new(file))?)
+                        })
+                        .with_context(|| format!("cannot read the file's report {path}"))?;
+                    for batch in &report.batches {
+                        let handle = batch
+                            .handles
+                            .first()
+                            .map_or("(none: nothing taken)", String::as_str);
+                        handles += usize::from(!batch.handles.is_empty());
+                        println!(
+                            "{name}: batch {:04}: {} requests, handle {handle}",
+                            batch.number, batch.items
+                        );
+                    }
+                    println!(
+                        "{name}: {} rows read, {} sent, {} rejected, {} superseded, {} refused by Meta",
+                        counts.rows_read,
+                        counts.sent,
+                        counts.rejected,
+                        counts.superseded,
+                        counts.refused_by_meta
+                    );
+                    if counts.rejected + counts.refused_by_meta > 0 {
+                        code = code.max(EXIT_REJECTED);
+                    }
+                }
+                FileOutcome::Rejected { .. } => {
+                    println!("{name}: file rejected; nothing was sent (see the alert above)");
+                    code = code.max(EXIT_REJECTED);
+                }
+                other => {
+                    println!("{name}: not sent: {other:?}");
+                    code = EXIT_UNUSABLE;
+                }
             }
         }
-        anyhow::Ok(lines)
-    });
-    let checked = checker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the validation thread failed"))?;
-    let lines = sent?;
-    for line in &lines {
-        println!("{line}");
+        if handles > 0 {
+            println!("check the verdicts with: catalog-sync status HANDLE...");
+        }
+        if code != EXIT_OK {
+            println!("every rejected row and why: catalog-sync validate FILE...");
+        }
+        Ok(code)
+    })
+}
+
+/// A file's name without folders and extension, for its key in the temporary folder.
+fn file_stem(file: &Path) -> String {
+    if file == Path::new("-") {
+        return "stdin".to_owned();
     }
-    if !lines.is_empty() {
-        println!("check the verdicts with: catalog-sync status HANDLE...");
+    file.file_stem().map_or_else(
+        || "file".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    )
+}
+
+fn display_name(file: &Path) -> String {
+    if file == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        file.display().to_string()
     }
-    checked
+}
+
+/// Copies `file` (or standard input for `-`) to `to`, streaming.
+fn land(file: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut out =
+        std::fs::File::create(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let copied = if file == Path::new("-") {
+        std::io::copy(&mut std::io::stdin().lock(), &mut out)
+    } else {
+        std::fs::File::open(file).and_then(|mut source| std::io::copy(&mut source, &mut out))
+    };
+    copied.with_context(|| format!("cannot read {}", display_name(file)))?;
+    Ok(())
 }
 
 /// `catalog-sync status HANDLE...`: each handle's verdict.
 pub fn status(handles: &[String], graph: &GraphArgs, json: bool) -> anyhow::Result<u8> {
     let (client, catalog_id) = graph.connect()?;
-    let runtime = runtime()?;
+    let runtime = crate::setup::runtime()?;
     let mut code = EXIT_OK;
     let mut verdicts = Vec::new();
     for handle in handles {

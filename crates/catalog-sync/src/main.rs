@@ -289,10 +289,7 @@ fn parse_batch_size(value: &str) -> Result<usize, String> {
 }
 
 fn emulator(args: graph_emulator::cli::EmulatorArgs) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let code = runtime.block_on(graph_emulator::cli::serve(args));
+    let code = setup::runtime()?.block_on(graph_emulator::cli::serve(args));
     Ok(if code == ExitCode::SUCCESS {
         EXIT_OK
     } else {

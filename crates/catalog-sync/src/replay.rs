@@ -51,6 +51,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
             "name the files to re-send (archive/..., failed/... or data/... keys) or give --since DATE"
         );
     }
+    Storage::from_root(options.root.clone()).require_aws_build("replay")?;
     setup::init_logging("warn");
     let runtime = setup::runtime()?;
     runtime.block_on(replay_async(options))
@@ -263,11 +264,13 @@ async fn replay_one(
 
 /// `catalog-sync poll [--root DIR]`: the poll use case once, and its summary.
 pub fn poll(root: Option<PathBuf>) -> anyhow::Result<u8> {
+    let storage = Storage::from_root(root);
+    storage.require_aws_build("poll")?;
     setup::init_logging("warn");
     let runtime = setup::runtime()?;
     runtime.block_on(async {
         let wired = setup::wire(
-            Storage::from_root(root),
+            storage,
             CatalogChoice::Configured,
             Requirements::PollFunction,
         )

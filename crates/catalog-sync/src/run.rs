@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use sync::Requirements;
+use sync::event::EventSummary;
 use sync::poll::PollSummary;
 use sync::ports;
 use sync::process::FileOutcome;
@@ -69,16 +70,6 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
     runtime.block_on(run_async(options))
 }
 
-/// Files handled so far.
-#[derive(Debug, Default)]
-struct Tally {
-    archived: u64,
-    rejected: u64,
-    failed: u64,
-    products_sent: u64,
-    rows_rejected: u64,
-}
-
 async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
     let choice = CatalogChoice::from_flag(options.emulator);
@@ -89,7 +80,7 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     )
     .await?;
     wired.preflight().await?;
-    let data_dir = data_dir(&wired, &options.root);
+    let data_dir = setup::landing_dir(&options.root, &wired.config.layout);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the landing folder {}", data_dir.display()))?;
     keep_folder(&data_dir)?;
@@ -100,7 +91,8 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     });
 
     let mut landing = Landing::new(options.settle);
-    let mut tally = Tally::default();
+    // Tallied as the sync function's metrics are, so "rejected" means the same here.
+    let mut tally = EventSummary::default();
     let mut events = if options.watch {
         let landing_dir = options.root.join(wired.landing_bucket());
         let events = FolderEvents::start(&landing_dir, &data_dir)?;
@@ -184,40 +176,37 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
         poll_failed |= !poll_until(&wired, &stop, wait, poll_interval).await;
     }
     write_catalog(&wired, &options.root);
-    let pending = ports::list_all(
-        wired.services.store.as_ref(),
-        wired.synced_bucket(),
-        sync::keys::PENDING_PREFIX,
-    )
-    .await
-    .map(|objects| objects.len())
-    .unwrap_or(0);
-    println!(
-        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent, {} rows rejected; {} batch(es) still waiting for a verdict",
-        tally.archived,
-        tally.rejected,
-        tally.failed,
-        tally.products_sent,
-        tally.rows_rejected,
-        pending
-    );
+    let pending = wired.pending_count().await.unwrap_or(0);
+    println!("{}", summary_line(&tally, pending));
     if pending > 0 && !options.emulator {
         println!(
             "run: check them later with `catalog-sync poll --root {}`",
             options.root.display()
         );
     }
-    if tally.rejected + tally.failed > 0 || poll_failed {
+    if !tally.rejected.is_empty() || !tally.failed.is_empty() || poll_failed {
         Ok(EXIT_REJECTED)
     } else {
         Ok(EXIT_OK)
     }
 }
 
-/// `<root>/landing/data`.
-fn data_dir(wired: &Wired, root: &Path) -> PathBuf {
-    root.join(wired.landing_bucket())
-        .join(wired.config.layout.landing_prefix.trim_end_matches('/'))
+/// The run's closing line; its counts are those of the sync function's metrics.
+fn summary_line(tally: &EventSummary, pending: usize) -> String {
+    let counts = &tally.counts;
+    let refused = if counts.refused_by_meta > 0 {
+        format!(", {} refused by Meta when sent", counts.refused_by_meta)
+    } else {
+        String::new()
+    };
+    format!(
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
+        tally.archived.len(),
+        tally.rejected.len(),
+        tally.failed.len(),
+        counts.sent,
+        counts.rejected,
+    )
 }
 
 /// Name of the marker that keeps the landing folder in place.
@@ -267,31 +256,20 @@ async fn take(
     processor: &sync::process::FileProcessor,
     key: &str,
     landing: &mut Landing,
-    tally: &mut Tally,
+    tally: &mut EventSummary,
 ) {
     eprintln!("processing {key}");
-    match processor.process(wired.landing_bucket(), key, None).await {
+    let result = processor.process(wired.landing_bucket(), key, None).await;
+    match &result {
         Ok(outcome) => {
-            println!("{}", setup::outcome_line(wired, &outcome));
-            match &outcome {
-                FileOutcome::Archived { counts, .. } => {
-                    tally.archived += 1;
-                    tally.products_sent += counts.sent;
-                    tally.rows_rejected += counts.rejected;
-                }
-                FileOutcome::Rejected { .. } => tally.rejected += 1,
-                FileOutcome::Deferred { resume_after, .. } => {
-                    landing.pause(key, *resume_after);
-                    return;
-                }
-                FileOutcome::Ignored { .. }
-                | FileOutcome::AlreadyProcessed { .. }
-                | FileOutcome::Busy { .. } => {}
+            println!("{}", setup::outcome_line(wired, outcome));
+            if let FileOutcome::Deferred { resume_after, .. } = outcome {
+                landing.pause(key, *resume_after);
+            } else {
+                landing.forget(key);
             }
-            landing.forget(key);
         }
         Err(error) => {
-            tally.failed += 1;
             println!(
                 "{key}: not processed: {error}. The file stays in data/; it is tried again when it changes or in {} (or re-send it with `catalog-sync replay`)",
                 humantime::format_duration(RETRY_FAILED_AFTER)
@@ -299,6 +277,7 @@ async fn take(
             landing.failed(key);
         }
     }
+    let _ = tally.record(key.to_owned(), result);
 }
 
 /// Runs the poller once, printing the summary when something ended or went wrong; false
@@ -547,5 +526,51 @@ impl FolderEvents {
             std::future::pending::<()>().await;
         }
         while self.receiver.try_recv().is_ok() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sync::report::Counts;
+
+    #[test]
+    fn the_closing_line_counts_rejected_rows_as_the_metrics_do() {
+        let mut tally = EventSummary::default();
+        let counts = Counts {
+            rows_read: 10,
+            valid: 5,
+            rejected: 5,
+            superseded: 0,
+            sent: 3,
+            refused_by_meta: 2,
+        };
+        tally
+            .record(
+                "data/a.csv".to_owned(),
+                Ok(FileOutcome::Archived {
+                    key: "data/a.csv".to_owned(),
+                    report_key: "reports/a.json".to_owned(),
+                    counts,
+                    batches: 1,
+                }),
+            )
+            .unwrap();
+        let line = summary_line(&tally, 1);
+        let metric = |name: &str| {
+            tally
+                .metrics()
+                .iter()
+                .find(|(metric, _)| *metric == name)
+                .map(|(_, value)| *value)
+                .unwrap()
+        };
+        assert_eq!(metric("ProductsRejected"), 5);
+        assert_eq!(metric("ProductsRefusedByMeta"), 2);
+        assert!(
+            line.contains("3 products sent, 5 rows rejected, 2 refused by Meta when sent"),
+            "{line}"
+        );
+        assert!(line.starts_with("run: 1 file(s) archived, 0 rejected, 0 not sent"));
     }
 }

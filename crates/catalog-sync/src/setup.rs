@@ -2,20 +2,18 @@
 //! catalog is talked to, signals, logs, and how outcomes are printed.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use graph::RetryPolicy;
 use graph_emulator::{DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, GraphEmulator};
 use sync::alert::Alert;
-use sync::graph_api::GraphCatalog;
-use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, SYNCED_BUCKET};
+use sync::keys::Layout;
 use sync::poll::{PollSettings, PollSummary, Poller};
-use sync::ports::{AlertError, AlertSink, SystemClock};
+use sync::ports::{AlertError, AlertSink};
 use sync::process::{FileOutcome, FileProcessor, Services, Settings};
-use sync::{Config, Requirements, TokenSource};
+use sync::{Config, Requirements};
 use tokio_util::sync::CancellationToken;
 
 /// Where the landing zone is.
@@ -32,6 +30,23 @@ impl Storage {
     pub fn from_root(root: Option<PathBuf>) -> Self {
         root.map_or(Storage::Aws, Storage::Local)
     }
+
+    /// Refuses S3 in a build without the `aws` feature, saying how to build with it.
+    pub fn require_aws_build(&self, command: &str) -> anyhow::Result<()> {
+        if *self == Storage::Aws && !cfg!(feature = "aws") {
+            bail!(
+                "`catalog-sync {command}` without --root works on the AWS buckets, and {}; or pass --root DIR to use a local folder",
+                sync::wiring::AWS_NOT_BUILT
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The local folder of the landing prefix: `<root>/landing/data`.
+pub fn landing_dir(root: &Path, layout: &Layout) -> PathBuf {
+    root.join(sync::local::LANDING_BUCKET)
+        .join(layout.landing_prefix.trim_end_matches('/'))
 }
 
 /// Which Graph API the use cases talk to.
@@ -105,6 +120,17 @@ impl Wired {
     /// Where `key` of `bucket` is, as a person would look for it.
     pub fn location(&self, bucket: &str, key: &str) -> String {
         self.services.store.location(bucket, key)
+    }
+
+    /// Batches still waiting for Meta's verdict (records under `pending/`).
+    pub async fn pending_count(&self) -> Result<usize, sync::ports::StoreError> {
+        sync::ports::list_all(
+            self.services.store.as_ref(),
+            self.synced_bucket(),
+            sync::keys::PENDING_PREFIX,
+        )
+        .await
+        .map(|objects| objects.len())
     }
 
     /// Proves the token and catalog before any file is touched.
@@ -192,37 +218,13 @@ pub async fn wire(
         }
     };
     let services = match &storage {
-        Storage::Aws => sync::wiring::aws_services(&config)
-            .await
-            .context("cannot connect to the catalog")?,
-        Storage::Local(root) => {
-            // A local folder has its own bucket names, whatever the AWS settings say.
-            config.layout.landing_bucket = LANDING_BUCKET.to_owned();
-            config.layout.synced_bucket = SYNCED_BUCKET.to_owned();
-            // The secret needs AWS; the variable does not.
-            let sdk = match config.token {
-                TokenSource::Secret { .. } => Some(sync::aws::load_sdk_config().await),
-                TokenSource::Literal(_) => None,
-            };
-            let provider = sync::wiring::token_provider(&config, sdk.as_ref())
-                .context("cannot read the access token")?;
-            let catalog = GraphCatalog::connect(
-                config.graph.clone(),
-                config.catalog_id.clone(),
-                RetryPolicy::default(),
-                provider,
-            )
-            .await
-            .context("cannot connect to the catalog")?;
-            Services {
-                store: Arc::new(LocalStore::new(root)),
-                catalog: Arc::new(catalog),
-                alerts: Arc::new(ConsoleAlerts::in_root(root, true)),
-                clock: Arc::new(SystemClock),
-                continuations: Arc::new(sync::local::RescanQueue),
-            }
-        }
-    };
+        #[cfg(feature = "aws")]
+        Storage::Aws => sync::wiring::aws_services(&config).await,
+        #[cfg(not(feature = "aws"))]
+        Storage::Aws => bail!("{}", sync::wiring::AWS_NOT_BUILT),
+        Storage::Local(root) => sync::wiring::local_services(&mut config, root, true).await,
+    }
+    .context("cannot connect to the catalog")?;
     if let Some(emulator) = &emulator {
         emulator_banner(&emulator.url());
     }
@@ -242,7 +244,7 @@ fn emulator_banner(url: &str) {
     );
 }
 
-/// A runtime for one command: two worker threads are plenty for one file at a time.
+/// The runtime of every command: two worker threads are plenty for one file at a time.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,15 +1,24 @@
 //! Handling what sync-on-arrival is invoked with: S3 notifications of landed files, and
 //! continuation messages (SQS) for files that need another invocation. Every record is
-//! processed on its own.
+//! processed on its own. The summary of what was done ([`EventSummary`]) is also how the CLI
+//! tallies the files it processes, so both count the same way.
 
+#[cfg(feature = "aws")]
 use aws_lambda_events::event::s3::S3Event;
+#[cfg(feature = "aws")]
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde::Serialize;
+#[cfg(feature = "aws")]
 use tokio::time::Instant;
+#[cfg(feature = "aws")]
 use tracing::{error, info, warn};
 
+#[cfg(feature = "aws")]
 use crate::keys::decode_event_key;
-use crate::process::{FileOutcome, FileProcessor, ProcessError};
+#[cfg(feature = "aws")]
+use crate::process::FileProcessor;
+use crate::process::{FileOutcome, ProcessError};
+#[cfg(feature = "aws")]
 use crate::progress::Continuation;
 use crate::report::Counts;
 
@@ -52,6 +61,7 @@ pub struct EventError {
 pub struct UnknownEvent(pub String);
 
 /// One invocation's payload, recognised.
+#[cfg(feature = "aws")]
 #[derive(Debug)]
 pub enum Invocation {
     /// S3 notifications of landed files.
@@ -60,6 +70,7 @@ pub enum Invocation {
     Continue(Vec<Continuation>),
 }
 
+#[cfg(feature = "aws")]
 impl Invocation {
     /// Recognises a payload by its records' `eventSource` (`aws:s3` or `aws:sqs`).
     pub fn from_json(payload: serde_json::Value) -> Result<Invocation, UnknownEvent> {
@@ -97,6 +108,7 @@ impl Invocation {
 /// Handles one invocation. S3 notifications fail the invocation when a file fails, so Lambda
 /// retries it; continuations never do, since their failures are recorded in the file's
 /// checkpoint, alerted, and retried a bounded number of times by the poller's sweep.
+#[cfg(feature = "aws")]
 pub async fn handle_invocation(
     processor: &FileProcessor,
     invocation: &Invocation,
@@ -116,7 +128,9 @@ pub async fn handle_invocation(
                 let result = processor
                     .process(&continuation.bucket, &continuation.key, deadline)
                     .await;
-                let _ = tally(&mut summary, continuation.key.clone(), result);
+                if let Err(failure) = summary.record(continuation.key.clone(), result) {
+                    error!(key = continuation.key, error = %failure, "file failed");
+                }
             }
             Ok(summary)
         }
@@ -124,6 +138,7 @@ pub async fn handle_invocation(
 }
 
 /// Processes every record of an S3 event; records fail independently.
+#[cfg(feature = "aws")]
 pub async fn handle_s3_event(
     processor: &FileProcessor,
     event: &S3Event,
@@ -161,7 +176,8 @@ pub async fn handle_s3_event(
             continue;
         }
         let result = processor.process(bucket, &key, deadline).await;
-        if let Err(failure) = tally(&mut summary, key, result) {
+        if let Err(failure) = summary.record(key.clone(), result) {
+            error!(key, error = %failure, "file failed");
             errors.push(failure);
         }
     }
@@ -172,39 +188,40 @@ pub async fn handle_s3_event(
     }
 }
 
-/// Adds one file's outcome to the summary, handing back a failure.
-fn tally(
-    summary: &mut EventSummary,
-    key: String,
-    result: Result<FileOutcome, ProcessError>,
-) -> Result<(), ProcessError> {
-    match result {
-        Ok(FileOutcome::Archived {
-            key,
-            counts,
-            batches,
-            ..
-        }) => {
-            add(&mut summary.counts, counts);
-            summary.batches += batches;
-            summary.archived.push(key);
+impl EventSummary {
+    /// Adds one file's outcome to the summary, handing back a failure.
+    pub fn record(
+        &mut self,
+        key: String,
+        result: Result<FileOutcome, ProcessError>,
+    ) -> Result<(), ProcessError> {
+        match result {
+            Ok(FileOutcome::Archived {
+                key,
+                counts,
+                batches,
+                ..
+            }) => {
+                add(&mut self.counts, counts);
+                self.batches += batches;
+                self.archived.push(key);
+            }
+            Ok(FileOutcome::Rejected { key, counts, .. }) => {
+                add(&mut self.counts, counts);
+                self.rejected.push(key);
+            }
+            Ok(FileOutcome::Ignored { key } | FileOutcome::AlreadyProcessed { key }) => {
+                self.ignored.push(key)
+            }
+            Ok(FileOutcome::Deferred { key, .. }) => self.deferred.push(key),
+            Ok(FileOutcome::Busy { key, .. }) => self.busy.push(key),
+            Err(failure) => {
+                self.failed.push(key);
+                return Err(failure);
+            }
         }
-        Ok(FileOutcome::Rejected { key, counts, .. }) => {
-            add(&mut summary.counts, counts);
-            summary.rejected.push(key);
-        }
-        Ok(FileOutcome::Ignored { key } | FileOutcome::AlreadyProcessed { key }) => {
-            summary.ignored.push(key)
-        }
-        Ok(FileOutcome::Deferred { key, .. }) => summary.deferred.push(key),
-        Ok(FileOutcome::Busy { key, .. }) => summary.busy.push(key),
-        Err(failure) => {
-            error!(key, error = %failure, "file failed");
-            summary.failed.push(key);
-            return Err(failure);
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn add(total: &mut Counts, counts: Counts) {

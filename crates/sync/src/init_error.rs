@@ -1,34 +1,44 @@
 //! Reporting a start-up failure to the Lambda Runtime API's `/init/error`, so the invocation
-//! fails with the message itself (naming the variable to fix) rather than a bare exit status.
+//! fails with the message itself (naming the variable to fix) and an `errorType` of
+//! [`ErrorKind`] (`ConfigError`, `ConnectError`) rather than a bare exit status.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::lambda::{ErrorKind, FunctionError};
+
 /// How long the report may take; the process exits either way.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Logs `error`, posts it to `/init/error` when running under a Runtime API, and returns it
-/// for `main` to exit with.
-pub fn report_init_error(
-    error_type: &str,
-    error: &dyn std::fmt::Display,
-) -> Box<dyn std::error::Error + Send + Sync> {
-    let message = error.to_string();
-    tracing::error!(error_type, "{message}");
+/// Logs a start-up failure, posts it to `/init/error` when running under a Runtime API, and
+/// returns it for `main` to exit with: `Config::from_env(..).map_err(report_init_error)?`.
+pub fn report_init_error(error: impl Into<FunctionError>) -> FunctionError {
+    let error = error.into();
+    let error_type = error.kind.error_type();
+    tracing::error!(error_type, "{}", error.message);
     if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API")
-        && let Err(failure) = post(&api, error_type, &message)
+        && let Err(failure) = post(&api, error.kind, &error.message)
     {
         tracing::error!(%failure, "could not report the init error to the Runtime API");
     }
-    message.into()
+    error
+}
+
+/// The body and the `Lambda-Runtime-Function-Error-Type` header of an `/init/error` report.
+fn report(kind: ErrorKind, message: &str) -> (String, String) {
+    let error_type = kind.error_type();
+    (
+        serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string(),
+        format!("Runtime.{error_type}"),
+    )
 }
 
 /// One HTTP/1.1 POST; the Runtime API is a local plain-HTTP endpoint (`host:port`).
-fn post(api: &str, error_type: &str, message: &str) -> std::io::Result<()> {
-    let body = serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string();
+fn post(api: &str, kind: ErrorKind, message: &str) -> std::io::Result<()> {
+    let (body, header) = report(kind, message);
     let request = format!(
-        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nLambda-Runtime-Function-Error-Type: Runtime.{error_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nLambda-Runtime-Function-Error-Type: {header}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let address = std::net::ToSocketAddrs::to_socket_addrs(api)?
@@ -51,5 +61,23 @@ fn post(api: &str, error_type: &str, message: &str) -> std::io::Result<()> {
             "the Runtime API answered {:?}",
             status_line.lines().next().unwrap_or_default()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_up_failure_is_reported_with_its_kind_as_error_type() {
+        let (body, header) = report(ErrorKind::ConfigError, "CATALOG_ID is not set");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["errorType"], "ConfigError");
+        assert_eq!(body["errorMessage"], "CATALOG_ID is not set");
+        assert_eq!(header, "Runtime.ConfigError");
+        assert_eq!(
+            report(ErrorKind::ConnectError, "x").1,
+            "Runtime.ConnectError"
+        );
     }
 }

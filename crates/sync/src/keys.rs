@@ -54,6 +54,16 @@ impl Layout {
         Ok(())
     }
 
+    /// The landing bucket's folders: landing, archive, rejected, failed.
+    pub fn landing_prefixes(&self) -> [&str; 4] {
+        [
+            &self.landing_prefix,
+            &self.archive_prefix,
+            &self.rejected_prefix,
+            &self.failed_prefix,
+        ]
+    }
+
     /// The key relative to the landing folder, if `key` is a CSV file in it.
     ///
     /// Only keys under the landing prefix ending in `.csv` (any case) are processed.
@@ -126,6 +136,17 @@ pub fn report_key(at: OffsetDateTime, run_id: &str) -> String {
 pub const PENDING_PREFIX: &str = "pending/";
 /// Prefix of checkpoints of files processed over several invocations.
 pub const PROGRESS_PREFIX: &str = "progress/";
+/// Prefix of the batches' final verdicts.
+pub const CHECKED_PREFIX: &str = "checked/";
+/// Every folder of the synced bucket: sent payloads, reports, pending and checked handles,
+/// checkpoints.
+pub const SYNCED_PREFIXES: [&str; 5] = [
+    "synced/",
+    "reports/",
+    PENDING_PREFIX,
+    CHECKED_PREFIX,
+    PROGRESS_PREFIX,
+];
 
 /// Characters escaped when a handle becomes part of a key: Meta's handles are opaque.
 const KEY_UNSAFE: &AsciiSet = &CONTROLS

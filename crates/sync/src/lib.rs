@@ -7,18 +7,22 @@
 //! - [`ports`]: every port (object store, catalog API, token, alerts, clock, continuation
 //!   queue) and the [`ports::Services`] bundle a use case receives.
 //! - [`alert::wording`]: what each alert kind says.
-//! - Adapters: [`adapters`] (a local folder, the log, the Graph API, fault injection) and
-//!   [`aws`] (S3, SNS, SQS, Secrets Manager).
+//! - Adapters: [`adapters`] (a local folder, the log, the Graph API, fault injection, and with
+//!   the `aws` feature S3, SNS, SQS and Secrets Manager); [`wiring`] assembles them from
+//!   configuration.
+//! - The Lambda functions' handlers and error types: `lambda` (the `lambda` feature).
 //!
 //! `docs/architecture.md` in the repository shows where each decision lives.
 
 pub mod adapters;
 pub mod alert;
-pub mod aws;
 pub mod config;
 pub mod event;
+#[cfg(feature = "lambda")]
 pub mod init_error;
 pub mod keys;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod metrics;
 pub mod poll;
 pub mod ports;

@@ -1,9 +1,53 @@
 //! CloudWatch embedded-metric-format lines: metrics from logs, with no extra service.
+//!
+//! Every metric the functions emit is defined here, on the use cases' summaries. Words mean
+//! what they mean in reports and on the CLI: "rejected" is a row that broke the CSV rules
+//! (`Counts::rejected`, never sent); a product Meta refused when it was sent is "refused by
+//! Meta", its own metric.
 
 use serde_json::{Map, Value, json};
 
+use crate::event::EventSummary;
+use crate::poll::PollSummary;
+
 /// The metric namespace.
 pub const NAMESPACE: &str = "CatalogSync";
+
+/// A metric's name and value.
+pub type Metric = (&'static str, u64);
+
+fn count(items: usize) -> u64 {
+    u64::try_from(items).unwrap_or(u64::MAX)
+}
+
+impl EventSummary {
+    /// The sync-on-arrival function's figures for one invocation.
+    pub fn metrics(&self) -> [Metric; 6] {
+        [
+            ("ProductsReceived", self.counts.rows_read),
+            ("ProductsSent", self.counts.sent),
+            ("ProductsRejected", self.counts.rejected),
+            ("ProductsRefusedByMeta", self.counts.refused_by_meta),
+            ("BatchesSent", count(self.batches)),
+            ("FilesFailed", count(self.failed.len())),
+        ]
+    }
+}
+
+impl PollSummary {
+    /// The poll-batch-status function's figures for one run.
+    pub fn metrics(&self) -> [Metric; 7] {
+        [
+            ("BatchesChecked", self.checked),
+            ("BatchesFinished", self.finished),
+            ("BatchesNotSaved", self.canceled + self.errored),
+            ("BatchesStuck", self.stuck),
+            ("ItemErrors", self.item_errors),
+            ("ItemWarnings", self.item_warnings),
+            ("ApiErrors", self.api_errors),
+        ]
+    }
+}
 
 /// One EMF log line with `metrics` (name, count) for `function_name`, at `timestamp_ms`.
 pub fn emf_line(function_name: &str, timestamp_ms: i64, metrics: &[(&str, u64)]) -> String {
@@ -64,5 +108,51 @@ mod tests {
         assert_eq!(value["ProductsSent"], 5);
         assert_eq!(value["FunctionName"], "sync");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn rejected_counts_only_rows_that_broke_the_rules_as_the_cli_and_reports_do() {
+        use crate::report::Counts;
+        let summary = EventSummary {
+            counts: Counts {
+                rows_read: 10,
+                valid: 5,
+                rejected: 5,
+                superseded: 0,
+                sent: 3,
+                refused_by_meta: 2,
+            },
+            batches: 1,
+            failed: vec!["data/b.csv".to_owned()],
+            ..EventSummary::default()
+        };
+        let metrics = summary.metrics();
+        let value = |name: &str| {
+            metrics
+                .iter()
+                .find(|(metric, _)| *metric == name)
+                .map(|(_, value)| *value)
+        };
+        assert_eq!(value("ProductsRejected"), Some(summary.counts.rejected));
+        assert_eq!(value("ProductsRefusedByMeta"), Some(2));
+        assert_eq!(value("ProductsSent"), Some(3));
+        assert_eq!(value("ProductsReceived"), Some(10));
+        assert_eq!(value("BatchesSent"), Some(1));
+        assert_eq!(value("FilesFailed"), Some(1));
+    }
+
+    #[test]
+    fn poll_metrics_count_canceled_and_errored_batches_as_not_saved() {
+        let summary = PollSummary {
+            checked: 4,
+            canceled: 1,
+            errored: 2,
+            item_errors: 7,
+            ..PollSummary::default()
+        };
+        let line: Value = serde_json::from_str(&emf_line("poll", 0, &summary.metrics())).unwrap();
+        assert_eq!(line["BatchesChecked"], 4);
+        assert_eq!(line["BatchesNotSaved"], 3);
+        assert_eq!(line["ItemErrors"], 7);
     }
 }

@@ -16,7 +16,7 @@ use graph::RetryPolicy;
 use graph_emulator::{DEFAULT_CATALOG_ID, Endpoint, Fault};
 use proptest::prelude::*;
 use serde_json::Value;
-use sync::aws::{S3Store, SnsAlerts};
+use sync::adapters::aws::{S3Store, SnsAlerts};
 use sync::faults::{FaultyAlerts, FaultyStore, Op};
 use sync::ports::Clock;
 use sync::process::{FileOutcome, FileProcessor, ProcessError, Services};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use graph::RetryPolicy;
 use serde_json::Value;
-use sync::aws::S3Store;
+use sync::adapters::aws::S3Store;
 use sync::ports::SystemClock;
 use sync::process::{FileOutcome, FileProcessor, Services};
 use sync::progress::NoQueue;

@@ -19,8 +19,8 @@ use graph_emulator::{
     GraphEmulator, RunningEmulator,
 };
 use serde_json::{Value, json};
+use sync::adapters::aws::{S3Store, SnsAlerts};
 use sync::alert::Alert;
-use sync::aws::{S3Store, SnsAlerts};
 use sync::graph_api::{GraphCatalog, StaticToken};
 use sync::keys::{self, Layout};
 use sync::poll::{CheckedRecord, PollSettings, PollSummary, Poller, START_MARGIN};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use graph_emulator::{DEFAULT_CATALOG_ID, Endpoint, Fault};
 use serde_json::{Value, json};
-use sync::aws::{S3Store, SnsAlerts, SqsContinuations};
+use sync::adapters::aws::{S3Store, SnsAlerts, SqsContinuations};
 use sync::event::{EventSummary, Invocation, handle_invocation};
 use sync::poll::{PollSettings, Poller};
 use sync::ports::SystemClock;

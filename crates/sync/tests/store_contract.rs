@@ -6,7 +6,7 @@
 //! contract covers (a matching ETag reads, another fails with `Changed`).
 
 use bytes::Bytes;
-use sync::aws::S3Store;
+use sync::adapters::aws::S3Store;
 use sync::faults::FaultyStore;
 use sync::local::LocalStore;
 use sync::ports::{ObjectStore, Payload, StoreErrorKind, list_all};

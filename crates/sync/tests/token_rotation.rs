@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use graph::{GraphSettings, RetryPolicy};
 use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, GraphEmulator};
-use sync::aws::SecretsManagerToken;
+use sync::adapters::aws::SecretsManagerToken;
 use sync::graph_api::{GraphCatalog, TokenProvider};
 use sync::ports::CatalogApi;
 use testkit::{MotoServer, unique_name};
