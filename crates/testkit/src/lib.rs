@@ -55,8 +55,8 @@ mod http;
 mod moto;
 mod rie;
 
-pub use rie::{FunctionSettings, Invocation, Outcome, RIE_BIN_VAR, RieFunction, rie_binary};
 pub use moto::{MotoServer, SnsEnvelope, SnsMessageAttribute, complete_s3_event};
+pub use rie::{FunctionSettings, Invocation, Outcome, RIE_BIN_VAR, RieFunction, rie_binary};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -254,7 +254,10 @@ fn outcome(status: u16, body: &[u8]) -> Outcome {
     match status {
         200 if !is_error_document => Outcome::Response(document),
         200 | 502 if is_error_document => Outcome::Error {
-            error_type: document["errorType"].as_str().unwrap_or_default().to_owned(),
+            error_type: document["errorType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
             body: document,
         },
         502 if document.is_null() => Outcome::Error {
@@ -421,9 +424,13 @@ impl RieFunction {
             .stdin(Stdio::null())
             .stdout(writer)
             .stderr(writer_too);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {} for {}: {e}", rie.display(), binary.display()))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {} for {}: {e}",
+                rie.display(),
+                binary.display()
+            )
+        })?;
         // The Command holds the write ends: drop it so the pipe closes when the RIE is gone.
         drop(cmd);
 
@@ -732,7 +739,10 @@ mod tests {
             outcome(200, br#"{"archived":["a"]}"#),
             Outcome::Response(json!({"archived": ["a"]}))
         );
-        assert_eq!(outcome(200, b"not json"), Outcome::Response(json!("not json")));
+        assert_eq!(
+            outcome(200, b"not json"),
+            Outcome::Response(json!("not json"))
+        );
         assert_eq!(
             outcome(200, br#"{"errorType":"Boom","errorMessage":"it broke"}"#),
             Outcome::Error {
@@ -809,7 +819,10 @@ mod tests {
             rapid.join("aws-lambda-rie-arm64")
         );
         let chosen = rapid.join("aws-lambda-rie-x86_64");
-        assert_eq!(locate_rie(Some(chosen.clone()), Path::new("/nowhere"), "x86_64"), chosen);
+        assert_eq!(
+            locate_rie(Some(chosen.clone()), Path::new("/nowhere"), "x86_64"),
+            chosen
+        );
     }
 
     #[test]

@@ -72,7 +72,11 @@ async fn response_path_carries_event_context_and_environment() {
         response["function_arn"],
         "arn:aws:lambda:us-east-1:012345678912:function:echo"
     );
-    assert_eq!(response["trace_id"], json!(null), "the RIE sends no trace id");
+    assert_eq!(
+        response["trace_id"],
+        json!(null),
+        "the RIE sends no trace id"
+    );
     assert_eq!(response["function_name"], "echo");
     assert_eq!(response["memory_mb"], 256);
     assert_eq!(response["version"], "$LATEST");
@@ -89,9 +93,10 @@ async fn response_path_carries_event_context_and_environment() {
         "{logs:#?}"
     );
     assert!(
-        logs.iter()
-            .any(|l| l.starts_with(&format!("REPORT RequestId: {request_id}"))
-                && l.contains("Memory Size: 256 MB")),
+        logs.iter().any(
+            |l| l.starts_with(&format!("REPORT RequestId: {request_id}"))
+                && l.contains("Memory Size: 256 MB")
+        ),
         "{logs:#?}"
     );
     let inits = lambda.init_durations();
@@ -101,7 +106,9 @@ async fn response_path_carries_event_context_and_environment() {
 #[tokio::test]
 async fn error_path_reports_type_and_message() {
     let lambda = RieFunction::start(echo_lambda(), &FunctionSettings::default(), &[]);
-    let out = lambda.invoke(json!({"fail": "CATALOG_ID is not set"})).await;
+    let out = lambda
+        .invoke(json!({"fail": "CATALOG_ID is not set"}))
+        .await;
     assert_eq!(out.status, 200, "the RIE answers a function error with 200");
     match &out.outcome {
         Outcome::Error { error_type, body } => {
@@ -184,7 +191,10 @@ async fn output_is_captured_line_by_line() {
         .await
         .into_response();
     let logs = lambda.logs();
-    assert!(logs.iter().any(|l| l == "processing data/a.csv"), "{logs:#?}");
+    assert!(
+        logs.iter().any(|l| l == "processing data/a.csv"),
+        "{logs:#?}"
+    );
     assert!(
         logs.iter().any(|l| l == "stderr: processing data/a.csv"),
         "{logs:#?}"
@@ -238,7 +248,11 @@ async fn a_function_reaches_moto_with_only_the_env_vars() {
     let moto = MotoServer::shared();
     let bucket = unique_name("from-lambda");
     moto.create_bucket(&bucket).await;
-    let lambda = RieFunction::start(echo_lambda(), &FunctionSettings::default(), &moto.env_vars());
+    let lambda = RieFunction::start(
+        echo_lambda(),
+        &FunctionSettings::default(),
+        &moto.env_vars(),
+    );
     lambda
         .invoke(json!({"s3_put": {"bucket": bucket, "key": "synced/x.json", "body": "{}"}}))
         .await
