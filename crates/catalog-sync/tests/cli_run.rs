@@ -149,18 +149,25 @@ struct Watching {
 }
 
 impl Watching {
+    /// `run --watch` against the built-in emulator.
     fn start(root: &Path, settle: &str) -> Watching {
-        let mut child = catalog_sync()
-            .args([
-                "run",
-                "--watch",
-                "--emulator",
-                "--poll-interval",
-                "300ms",
-                "--settle",
-                settle,
-                "--root",
-            ])
+        Watching::spawn(root, settle, None)
+    }
+
+    /// `run --watch` against the Graph API that `graph_env` names (an emulator of the test's).
+    fn start_against(root: &Path, settle: &str, graph_env: &[(String, String)]) -> Watching {
+        Watching::spawn(root, settle, Some(graph_env))
+    }
+
+    fn spawn(root: &Path, settle: &str, graph_env: Option<&[(String, String)]>) -> Watching {
+        let mut command = catalog_sync();
+        command.args(["run", "--watch"]);
+        match graph_env {
+            Some(env) => command.envs(env.iter().map(|(k, v)| (k, v))),
+            None => command.arg("--emulator"),
+        };
+        let mut child = command
+            .args(["--poll-interval", "300ms", "--settle", settle, "--root"])
             .arg(root)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -226,7 +233,9 @@ impl Watching {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+        // The reader thread ends (and the channel closes) at the end of stderr, which comes
+        // with the exit: every line is taken however slowly the reader runs.
+        while let Ok(line) = self.lines.recv() {
             self.seen.push(line);
         }
         let mut stdout = String::new();
@@ -274,15 +283,25 @@ fn export(prefix: &str, rows: usize) -> (String, Vec<String>) {
 #[test]
 fn watch_takes_new_files_and_waits_for_a_half_written_one_to_be_complete() {
     let root = tempfile::tempdir().unwrap();
-    let watching = Watching::start(root.path(), "3s");
+    // The settle period is far longer than any pause of this test between its two writes, so
+    // the outcome does not depend on how the machine schedules it.
+    let mut watching = Watching::start(root.path(), "15s");
     let data = root.path().join("landing/data");
     let archive = root.path().join("landing/archive");
 
-    // A file dropped whole is picked up.
-    std::fs::copy(samples_dir().join("sample.csv"), data.join("first.csv")).unwrap();
+    // A file dropped whole, already older than the settle period, is picked up at once.
+    let staged = data.join(".first.csv");
+    std::fs::copy(samples_dir().join("sample.csv"), &staged).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    std::fs::rename(&staged, data.join("first.csv")).unwrap();
     wait_for_file(&archive.join("first.csv"), &watching);
 
-    // A file written in two parts with a pause shorter than the settle period is taken once,
+    // A file written in two parts, with the watcher looking in between, is taken once,
     // complete: every row sent, in one report.
     let (header, rows) = export("HALF", 40);
     let half = data.join("half.csv");
@@ -293,7 +312,10 @@ fn watch_takes_new_files_and_waits_for_a_half_written_one_to_be_complete() {
             writeln!(file, "{row}").unwrap();
         }
     }
-    std::thread::sleep(Duration::from_millis(1200));
+    // A file the watcher reports (and leaves alone), created after the first part: the scan
+    // that reports it listed the half-written file too.
+    std::fs::write(data.join("half-written.txt"), b"marker").unwrap();
+    watching.wait_for_line("ignoring data/half-written.txt");
     {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
@@ -335,16 +357,24 @@ fn watch_takes_new_files_and_waits_for_a_half_written_one_to_be_complete() {
 
 #[test]
 fn an_interrupt_finishes_the_file_in_progress_and_leaves_no_partial_output() {
+    const ROWS: u64 = 3000;
+    const LATENCY: Duration = Duration::from_secs(4);
     let root = tempfile::tempdir().unwrap();
-    // A file large enough to still be in progress when the interrupt arrives.
     let staged = root.path().join("big.csv");
     let generated = catalog_sync()
-        .args(["generate", "--rows", "50000"])
+        .args(["generate", "--rows", &ROWS.to_string()])
         .arg(&staged)
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", text(&generated.stderr));
-    let mut watching = Watching::start(root.path(), "200ms");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (emulator, mut env) = emulator_env(&runtime);
+    env.push(("BATCH_SIZE".to_owned(), "1000".to_owned()));
+    let mut watching = Watching::start_against(root.path(), "200ms", &env);
+    // From now on every Graph call takes LATENCY, one batch after the other: the file (at least
+    // two batches) stays in progress for at least 2 * LATENCY after "processing", however the
+    // machine schedules this test, which only has to send the interrupt in that time.
+    emulator.set_latency(LATENCY);
     // Renamed into place whole, as exports should be delivered.
     std::fs::rename(&staged, root.path().join("landing/data/big.csv")).unwrap();
     watching.wait_for_line("processing data/big.csv");
@@ -377,12 +407,16 @@ fn an_interrupt_finishes_the_file_in_progress_and_leaves_no_partial_output() {
         "interrupted at {interrupted_at}, after the file was done at {finished}"
     );
     let counts = &big[0]["counts"];
-    assert_eq!(counts["rows_read"], 50000);
+    assert_eq!(counts["rows_read"], ROWS);
+    assert!(
+        counts["sent"].as_u64().unwrap() > 1000,
+        "more than one batch: {counts}"
+    );
     assert_eq!(
         counts["sent"].as_u64().unwrap() + counts["superseded"].as_u64().unwrap(),
         counts["valid"].as_u64().unwrap()
     );
-    let products = catalog_ids(&root.path().join("emulator-catalog.json"));
+    let products = emulator.items(graph_emulator::DEFAULT_CATALOG_ID);
     assert_eq!(products.len() as u64, counts["sent"].as_u64().unwrap());
     assert_no_partial_output(root.path());
 }

@@ -686,25 +686,29 @@ async fn a_stuck_batch_is_alerted_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_cut_short_by_the_deadline_leaves_the_rest_pending() {
     let world = World::new().await;
-    world.send_many(20, false).await;
-    world.emulator.set_latency(Duration::from_millis(250));
+    // Each check waits at least LATENCY (a lower bound, whatever the load), two at a time, and
+    // none starts after WINDOW: at most 2 * (WINDOW / LATENCY + 1) = 14 of the 40 can start, so
+    // some are always left; the whole run would take at least 40 / 2 * LATENCY = 20 s.
+    const HANDLES: u64 = 40;
+    const LATENCY: Duration = Duration::from_secs(1);
+    const WINDOW: Duration = Duration::from_secs(6);
+    world.send_many(HANDLES as usize, false).await;
+    world.emulator.set_latency(LATENCY);
 
     let started = Instant::now();
-    let deadline = started + START_MARGIN + Duration::from_secs(1);
+    let deadline = started + START_MARGIN + WINDOW;
     let summary = world.poller(2).run(Some(deadline)).await.unwrap();
     let elapsed = started.elapsed();
 
     assert!(summary.finished > 0, "{summary:?}");
     assert!(summary.not_checked_deadline > 0, "{summary:?}");
-    assert_eq!(summary.finished + summary.not_checked_deadline, 20);
+    assert_eq!(summary.finished + summary.not_checked_deadline, HANDLES);
     assert_eq!(
         world.pending_keys().await.len() as u64,
         summary.not_checked_deadline
     );
-    assert!(
-        elapsed < START_MARGIN + Duration::from_secs(1),
-        "{elapsed:?}"
-    );
+    // Stopped at the deadline, not after every check: below the whole run's lower bound.
+    assert!(elapsed < LATENCY * (HANDLES as u32) / 2, "{elapsed:?}");
     assert!(world.recorded().is_empty());
 
     // The next run picks up the rest.

@@ -1,7 +1,7 @@
 //! A minimal blocking HTTP/1.1 client over `std::net::TcpStream`.
 //!
-//! It exists so that synchronous harness code (starting moto, resetting it, probing the Runtime
-//! API in unit tests) works the same whether it is called from a plain `#[test]` or from inside an
+//! It exists so that synchronous harness code (starting moto, resetting it, invoking a function
+//! under the RIE from a blocking thread) works the same whether it is called from a plain `#[test]` or from inside an
 //! async runtime, where blocking HTTP clients such as `reqwest::blocking` refuse to run. It only
 //! talks to servers this crate started on 127.0.0.1 and always sends `Connection: close`.
 

@@ -1,4 +1,5 @@
-//! Test harness: moto server, a Lambda Runtime API emulator, and helpers for integration tests.
+//! Test harness: moto server, compiled Lambda functions under AWS's Runtime Interface Emulator,
+//! and helpers for integration tests.
 //!
 //! This crate is only ever a dev-dependency. It offers three things:
 //!
@@ -6,16 +7,19 @@
 //!   127.0.0.1 port, SDK clients pointed at it, and helpers to create buckets, topics, queues and
 //!   secrets and to read back what the code under test produced (objects, S3 event
 //!   notifications, SNS envelopes).
-//! - [`RuntimeApi`] and [`LambdaProcess`]: an emulator of the AWS Lambda Runtime API and a
-//!   supervisor for a real Lambda binary talking to it, so a function's `main` runs in a test
-//!   exactly as it would on AWS (environment, request ids, deadlines, error reporting).
+//! - [`RieFunction`]: a compiled Lambda function binary running under `aws-lambda-rie`, AWS's
+//!   own Runtime Interface Emulator (shipped in the pinned SAM CLI), invoked over its HTTP invoke
+//!   endpoint, so a function's `main` runs in a test against the real Runtime API (environment,
+//!   request ids, deadlines from the function timeout, error reporting, init errors). What the
+//!   RIE does and does not emulate is listed in the module's documentation.
 //! - small utilities: [`workspace_root`], [`unique_name`], [`cargo_bin`], [`ensure_built`].
 //!
 //! Use it from another crate's tests with `testkit.workspace = true` under
 //! `[dev-dependencies]`. A package's own Lambda binary is at `env!("CARGO_BIN_EXE_<name>")` in
 //! its integration tests; another package's binary is found with [`cargo_bin`] after
 //! [`ensure_built`]. moto is installed by `make test` or `infra/install-tools.sh moto` into
-//! `.tools/moto/` (or set `MOTO_SERVER_BIN`).
+//! `.tools/moto/` (or set `MOTO_SERVER_BIN`); the RIE comes with the SAM CLI
+//! (`infra/install-tools.sh sam`, into `.tools/sam/`; or set `AWS_LAMBDA_RIE_BIN`).
 //!
 //! Where moto 5.2 differs from AWS in ways these tests can meet:
 //! - S3 event notifications omit `userIdentity`, `requestParameters`, `responseElements`,
@@ -35,13 +39,12 @@
 //! use std::time::Duration;
 //! let moto = testkit::MotoServer::start();
 //! moto.create_bucket("landing").await;
-//! let api = testkit::RuntimeApi::start();
-//! let lambda = testkit::LambdaProcess::spawn(
+//! let lambda = testkit::RieFunction::start(
 //!     testkit::cargo_bin("sync-on-arrival"),
-//!     &api,
+//!     &testkit::FunctionSettings::named("sync-on-arrival").timeout(Duration::from_secs(30)),
 //!     &moto.env_vars(),
 //! );
-//! let out = api.invoke(serde_json::json!({"Records": []}), Duration::from_secs(30)).await;
+//! let out = lambda.invoke(serde_json::json!({"Records": []})).await;
 //! println!("{:?}\n{}", out.outcome, lambda.logs().join("\n"));
 //! # }
 //! ```
@@ -49,11 +52,11 @@
 #![warn(missing_docs)]
 
 mod http;
-mod lambda;
 mod moto;
+mod rie;
 
-pub use lambda::{Invocation, LambdaProcess, Outcome, RuntimeApi};
 pub use moto::{MotoServer, SnsEnvelope, SnsMessageAttribute, complete_s3_event};
+pub use rie::{FunctionSettings, Invocation, Outcome, RIE_BIN_VAR, RieFunction, rie_binary};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

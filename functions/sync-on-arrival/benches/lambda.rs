@@ -1,22 +1,29 @@
-//! Figures for the compiled sync-on-arrival binary (printed, never asserted):
-//! time from process start to the first `/runtime/invocation/next` (what Lambda bills as
-//! init), binary size, and, for each size in `BENCH_ROWS` (comma-separated row counts,
-//! default 5000,100000,1000000), end-to-end time, throughput, batches and peak memory of a
-//! fresh Lambda process against moto and the Graph API emulator.
+//! Figures for the compiled sync-on-arrival binary under `aws-lambda-rie` (printed, never
+//! asserted): time from process start to the first `/runtime/invocation/next` (what Lambda
+//! bills as init, as the RIE's `INIT REPORT` gives it), binary size, and, for each size in
+//! `BENCH_ROWS` (comma-separated row counts, default 5000,100000,1000000), end-to-end time,
+//! throughput, batches and peak memory of a fresh function process against moto and the Graph
+//! API emulator.
 //!
-//! Run with `cargo bench -p sync-on-arrival --bench lambda` (needs moto: `make tools`);
+//! Run with `cargo bench -p sync-on-arrival --bench lambda` (needs moto and the SAM CLI's RIE:
+//! `make tools`);
 //! `BENCH_ROWS=100000 cargo bench ...` for one size.
 
 use std::time::{Duration, Instant};
 
 use graph_emulator::{DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, GraphEmulator};
 use serde_json::json;
-use testkit::{LambdaProcess, MotoServer, Outcome, RuntimeApi, unique_name};
+use testkit::{FunctionSettings, MotoServer, Outcome, RieFunction, unique_name};
 
 /// Sizes run end to end when `BENCH_ROWS` is not set.
 const DEFAULT_ROWS: &str = "5000,100000,1000000";
 /// Lambda's longest timeout; the largest file must finish in one invocation to be measured.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The function's settings under the RIE.
+fn settings() -> FunctionSettings {
+    FunctionSettings::named("sync-on-arrival").timeout(INVOCATION_TIMEOUT)
+}
 
 /// Peak resident memory of a process, from /proc (Linux), in KiB.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -65,15 +72,11 @@ fn main() {
 
     let mut inits = Vec::new();
     for _ in 0..5 {
-        let api = RuntimeApi::start();
-        let process = LambdaProcess::spawn(binary, &api, &env);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while api.first_next_at().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if let Some(at) = api.first_next_at() {
-            inits.push(at.duration_since(process.spawned_at()));
-        }
+        // The RIE starts the function on the first invoke; an event the function refuses at
+        // once is enough to measure the cold start.
+        let function = RieFunction::start(binary, &settings(), &env);
+        function.invoke_blocking(json!({}));
+        inits.extend(function.init_durations().first().copied());
     }
     inits.sort();
     if let (Some(best), Some(median)) = (inits.first(), inits.get(inits.len() / 2)) {
@@ -137,13 +140,12 @@ fn end_to_end(
                "bucket": {"name": landing, "ownerIdentity": {"principalId": "bench"}, "arn": format!("arn:aws:s3:::{landing}")},
                "object": {"key": key, "size": bytes, "eTag": "x", "sequencer": "1"}}
     }]});
-    let api = RuntimeApi::start();
-    let process = LambdaProcess::spawn(binary, &api, env);
+    let function = RieFunction::start(binary, &settings(), env);
     let started = Instant::now();
-    let invocation = api.invoke_blocking(event, INVOCATION_TIMEOUT);
+    let invocation = function.invoke_blocking(event);
     let elapsed = started.elapsed();
     // Read before the process is killed (on drop): the high-water mark of its whole life.
-    let peak = peak_rss_kib(process.pid());
+    let peak = function.function_pids().into_iter().find_map(peak_rss_kib);
     let seconds = elapsed.as_secs_f64().max(1e-9);
     match &invocation.outcome {
         Outcome::Response(summary) => println!(

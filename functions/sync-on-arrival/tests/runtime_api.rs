@@ -1,12 +1,15 @@
-//! The compiled `sync-on-arrival` binary, driven over the Lambda Runtime API against moto and
-//! the Graph API emulator: the same bytes Lambda runs, answering the same protocol.
+//! The compiled `sync-on-arrival` binary under AWS's Runtime Interface Emulator
+//! (`aws-lambda-rie`), against moto and the Graph API emulator: the same bytes Lambda runs,
+//! behind the Runtime API AWS ships.
 
 use std::time::Duration;
 
 use aws_lambda_events::event::s3::S3Event;
 use graph_emulator::{DEFAULT_CATALOG_ID, EmulatorConfig, GraphEmulator, RunningEmulator};
 use serde_json::Value;
-use testkit::{LambdaProcess, MotoServer, Outcome, RuntimeApi, unique_name, workspace_root};
+use testkit::{
+    FunctionSettings, Invocation, MotoServer, Outcome, RieFunction, unique_name, workspace_root,
+};
 
 const TOKEN: &str = "EAAB-runtime-canary-19c4e2-secret";
 
@@ -68,8 +71,22 @@ fn sample_event(landing: &str) -> (Value, String) {
     (event, key)
 }
 
-fn spawn(stack: &Stack, api: &RuntimeApi) -> LambdaProcess {
-    LambdaProcess::spawn(env!("CARGO_BIN_EXE_sync-on-arrival"), api, &stack.env)
+/// The invocation's response; panics with its error otherwise (the function's output is
+/// printed when its RieFunction is dropped during the panic).
+fn response(invocation: &Invocation) -> &Value {
+    match &invocation.outcome {
+        Outcome::Response(summary) => summary,
+        error => panic!("invocation {} failed: {error:?}", invocation.request_id),
+    }
+}
+
+/// The function under the RIE with `timeout` (AWS_LAMBDA_FUNCTION_TIMEOUT).
+fn start(stack: &Stack, timeout: Duration) -> RieFunction {
+    RieFunction::start(
+        env!("CARGO_BIN_EXE_sync-on-arrival"),
+        &FunctionSettings::named("sync-on-arrival").timeout(timeout),
+        &stack.env,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,16 +98,9 @@ async fn the_binary_processes_the_sample_event_and_a_redelivery_is_a_no_op() {
         std::fs::read(workspace_root().join("events/products/outdoor-with-problems.csv")).unwrap();
     stack.moto.put_object(&stack.landing, &key, csv).await;
 
-    let api = RuntimeApi::start();
-    let process = spawn(&stack, &api);
-    let first = api.invoke(event.clone(), Duration::from_secs(120)).await;
-    let Outcome::Response(summary) = &first.outcome else {
-        panic!(
-            "invocation failed: {:?}\n{}",
-            first.outcome,
-            process.logs().join("\n")
-        );
-    };
+    let process = start(&stack, Duration::from_secs(120));
+    let first = process.invoke(event.clone()).await;
+    let summary = response(&first);
     assert_eq!(summary["archived"], serde_json::json!([key]));
     assert_eq!(summary["counts"]["sent"], 3);
     assert_eq!(summary["counts"]["rejected"], 5);
@@ -105,10 +115,8 @@ async fn the_binary_processes_the_sample_event_and_a_redelivery_is_a_no_op() {
     );
 
     // At-least-once delivery: the same event again changes nothing and is not an error.
-    let second = api.invoke(event, Duration::from_secs(60)).await;
-    let Outcome::Response(summary) = &second.outcome else {
-        panic!("redelivery failed: {:?}", second.outcome);
-    };
+    let second = process.invoke(event).await;
+    let summary = response(&second);
     assert_eq!(summary["ignored"], serde_json::json!([key]));
     assert_eq!(
         stack.moto.list_keys(&stack.synced, "pending/").await.len(),
@@ -157,9 +165,8 @@ async fn a_refused_token_fails_the_invocation_so_lambda_retries_it() {
     stack.moto.put_object(&stack.landing, &key, csv).await;
     stack.emulator.revoke_token(TOKEN);
 
-    let api = RuntimeApi::start();
-    let process = spawn(&stack, &api);
-    let invocation = api.invoke(event, Duration::from_secs(60)).await;
+    let process = start(&stack, Duration::from_secs(60));
+    let invocation = process.invoke(event).await;
     let Outcome::Error { body, .. } = &invocation.outcome else {
         panic!("expected an error, got {:?}", invocation.outcome);
     };
@@ -185,10 +192,30 @@ async fn a_refused_token_fails_the_invocation_so_lambda_retries_it() {
 async fn bad_configuration_is_one_init_error_naming_the_variable() {
     let mut stack = stack().await;
     stack.env.retain(|(name, _)| name != "SYNCED_BUCKET");
-    let api = RuntimeApi::start();
-    let process = spawn(&stack, &api);
-    let status = process.wait_exit(Duration::from_secs(30));
-    assert!(status.is_some_and(|s| !s.success()), "the process stops");
+    let process = start(&stack, Duration::from_secs(60));
+    // The RIE starts the function on the first invoke, which then fails with the init error.
+    let (landing_event, _) = sample_event(&stack.landing);
+    let invocation = process.invoke(landing_event).await;
+    assert_eq!(
+        invocation.status, 502,
+        "an init failure, not a function error"
+    );
+    let (kind, body) = invocation.into_error();
+    // The RIE answers with the document posted to /init/error; main.rs chooses its errorType.
+    assert_eq!(body["errorType"].as_str(), Some(kind.as_str()));
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("configuration: SYNCED_BUCKET: not set"),
+        "{body}"
+    );
+    // The process stops with a failure status, which the RIE reports.
+    assert!(
+        process.wait_for_log("exited: exit status", Duration::from_secs(60)),
+        "the process stops: {:#?}",
+        process.logs()
+    );
     let logs = process.logs().join("\n");
     assert!(
         logs.contains("configuration: SYNCED_BUCKET: not set"),
@@ -210,17 +237,92 @@ async fn the_binary_continues_a_file_named_by_a_message_of_its_queue() {
     let csv = std::fs::read(workspace_root().join("events/products/sample.csv")).unwrap();
     stack.moto.put_object(&stack.landing, &key, csv).await;
 
-    let api = RuntimeApi::start();
-    let process = spawn(&stack, &api);
-    let invocation = api.invoke(event, Duration::from_secs(120)).await;
-    let Outcome::Response(summary) = &invocation.outcome else {
-        panic!(
-            "invocation failed: {:?}\n{}",
-            invocation.outcome,
-            process.logs().join("\n")
-        );
-    };
+    let process = start(&stack, Duration::from_secs(120));
+    let invocation = process.invoke(event).await;
+    let summary = response(&invocation);
     assert_eq!(summary["archived"], serde_json::json!([key]));
+    assert_eq!(stack.emulator.items(DEFAULT_CATALOG_ID).len(), 5);
+    assert!(
+        stack
+            .moto
+            .list_keys(&stack.synced, "progress/")
+            .await
+            .is_empty()
+    );
+}
+
+/// The RIE's function timeout drives the deadline: with 12 s, the function's own deadline
+/// (the timeout less a quarter) leaves less than the 10 s a batch call needs, so the function
+/// checkpoints before sending and queues a continuation, whatever the machine's speed. The
+/// queued message then finishes the file in a function with a long timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_function_timeout_checkpoints_and_queues_a_continuation() {
+    let mut stack = stack().await;
+    let queue = stack.moto.create_queue(&unique_name("continue")).await;
+    stack
+        .env
+        .push(("CONTINUE_QUEUE_URL".to_owned(), queue.clone()));
+    let (event, key) = sample_event(&stack.landing);
+    let csv = std::fs::read(workspace_root().join("events/products/sample.csv")).unwrap();
+    stack.moto.put_object(&stack.landing, &key, csv).await;
+
+    let short = start(&stack, Duration::from_secs(12));
+    // A first event the function refuses at once, so the cold start's init (which the RIE counts
+    // against the timeout) is over before the file's invocation.
+    assert!(short.invoke(serde_json::json!({})).await.is_error());
+    let invocation = short.invoke(event).await;
+    let summary = response(&invocation);
+    assert_eq!(summary["deferred"], serde_json::json!([key]), "{summary}");
+    assert_eq!(summary["batches"], 0, "{summary}");
+    assert!(stack.emulator.items(DEFAULT_CATALOG_ID).is_empty());
+    assert_eq!(
+        stack.moto.list_keys(&stack.landing, "data/").await,
+        std::slice::from_ref(&key),
+        "the file stays for the continuation"
+    );
+    assert_eq!(
+        stack.moto.list_keys(&stack.synced, "progress/").await.len(),
+        1,
+        "a checkpoint"
+    );
+    drop(short);
+
+    // The continuation is on the queue: long polling returns as soon as it is there.
+    let received = stack
+        .moto
+        .sqs_client()
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(20)
+        .send()
+        .await
+        .expect("receive from the continuation queue");
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let message = &messages[0];
+    let body: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["key"], key.as_str());
+    assert_eq!(body["bucket"], stack.landing.as_str());
+    assert_eq!(body["reason"], "deadline");
+
+    // Delivered as Lambda's SQS event source would, to a function with time enough.
+    let sqs_event = serde_json::json!({"Records": [{
+        "messageId": message.message_id.clone().unwrap_or_default(),
+        "receiptHandle": message.receipt_handle.clone().unwrap_or_default(),
+        "body": message.body.clone().unwrap_or_default(),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1736935200000",
+                       "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1736935200100"},
+        "messageAttributes": {},
+        "md5OfBody": message.md5_of_body.clone().unwrap_or_default(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:continue",
+        "awsRegion": "us-east-1"
+    }]});
+    let long = start(&stack, Duration::from_secs(120));
+    let finished = long.invoke(sqs_event).await;
+    let summary = response(&finished);
+    assert_eq!(summary["archived"], serde_json::json!([key]), "{summary}");
     assert_eq!(stack.emulator.items(DEFAULT_CATALOG_ID).len(), 5);
     assert!(
         stack
