@@ -4,7 +4,9 @@ use std::io::{self, Read};
 
 use thiserror::Error;
 
-use crate::field::Field;
+use serde::{Deserialize, Serialize};
+
+use crate::field::{self, FIELD_COUNT, Field, IDENTIFIER_MASK, REQUIRED_MASK};
 use crate::rules::{self, Problem, ProblemKind, Product};
 
 /// Bounds that keep hostile or broken files from exhausting memory or time.
@@ -222,11 +224,11 @@ const RESUME_LEAD: &[u8] = b" \n";
 /// Size of the parser's read buffer; also the slack allowed over the record limit.
 const BUFFER_BYTES: usize = 64 * 1024;
 
-/// Where each required field sits in a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where each catalog field sits in a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderLayout {
-    /// Record index of each field, in [`Field::ALL`] order.
-    pub columns: [usize; 10],
+    /// Record index of each field's column, in [`Field::ALL`] order; `None` when absent.
+    pub columns: Vec<Option<usize>>,
     /// Number of columns in the header.
     pub width: usize,
     /// Names of columns that are not part of the contract.
@@ -235,6 +237,11 @@ pub struct HeaderLayout {
 
 impl HeaderLayout {
     /// Maps a header record to field positions, or says what is wrong with it.
+    ///
+    /// The file needs a column for each required field and for at least one of brand, gtin
+    /// and mpn; other columns may be absent. A file with a `method` column may hold only
+    /// deletes, which need no more than `id`, so there a missing required column is named on
+    /// each row that needs it rather than rejecting the file.
     pub fn from_header(header: &csv::ByteRecord, max_columns: usize) -> Result<Self, FileError> {
         if header.len() > max_columns {
             return Err(FileError::TooManyColumns {
@@ -242,7 +249,7 @@ impl HeaderLayout {
                 max: max_columns,
             });
         }
-        let mut columns: [Option<usize>; 10] = [None; 10];
+        let mut columns: Vec<Option<usize>> = vec![None; FIELD_COUNT];
         let mut extra = Vec::new();
         let mut names = Vec::with_capacity(header.len());
         for (index, raw) in header.iter().enumerate() {
@@ -265,27 +272,59 @@ impl HeaderLayout {
                 None => extra.push(rules::excerpt(name)),
             }
         }
-        let missing: Vec<&'static str> = Field::ALL
-            .into_iter()
-            .filter(|field| columns[field.index()].is_none())
-            .map(Field::name)
-            .collect();
-        if !missing.is_empty() {
+        let layout = HeaderLayout {
+            columns,
+            width: header.len(),
+            extra,
+        };
+        let present = layout.mask();
+        let mut missing = field::names(REQUIRED_MASK & !present);
+        if present & IDENTIFIER_MASK == 0 {
+            missing.push("brand, gtin or mpn");
+        }
+        if !missing.is_empty() && present & Field::Method.bit() == 0 {
             names.truncate(40);
             return Err(FileError::MissingColumns {
                 missing,
                 found: names,
             });
         }
-        let mut resolved = [0usize; 10];
-        for (slot, column) in resolved.iter_mut().zip(columns) {
-            *slot = column.unwrap_or_default();
+        Ok(layout)
+    }
+
+    /// The one warning about ignored columns, naming each once with the nearest field name
+    /// when one is close: `extra columns ignored: salePrice (did you mean sale_price?), notes`.
+    pub fn extra_columns_warning(&self) -> Option<String> {
+        if self.extra.is_empty() {
+            return None;
         }
-        Ok(HeaderLayout {
-            columns: resolved,
-            width: header.len(),
-            extra,
-        })
+        let named: Vec<String> = self
+            .extra
+            .iter()
+            .map(|name| match Field::nearest(name) {
+                Some(near) => format!("{name} (did you mean {near}?)"),
+                None => name.clone(),
+            })
+            .collect();
+        Some(format!("extra columns ignored: {}", named.join(", ")))
+    }
+
+    /// The fields the file has a column for, as a mask of [`Field::bit`]s.
+    pub fn mask(&self) -> u64 {
+        Field::ALL
+            .into_iter()
+            .zip(&self.columns)
+            .filter(|(_, column)| column.is_some())
+            .fold(0, |mask, (field, _)| mask | field.bit())
+    }
+
+    /// Each present field with its record index, in catalog order.
+    fn present(&self) -> Vec<(usize, usize)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(field, column)| column.map(|column| (field, column)))
+            .collect()
     }
 }
 
@@ -293,6 +332,10 @@ impl HeaderLayout {
 pub struct ProductReader<R: Read> {
     csv: csv::Reader<Metered<R>>,
     layout: HeaderLayout,
+    /// `(field index, record index)` of each column of the contract, in catalog order.
+    present: Vec<(usize, usize)>,
+    /// The fields the file has a column for.
+    mask: u64,
     limits: ReaderLimits,
     /// The last record read; `None` only while a record is being read.
     record: Option<Record>,
@@ -318,6 +361,8 @@ impl<R: Read> ProductReader<R> {
         let layout = HeaderLayout::from_header(&header, limits.max_columns)?;
         Ok(ProductReader {
             csv,
+            present: layout.present(),
+            mask: layout.mask(),
             layout,
             limits,
             record: None,
@@ -341,6 +386,8 @@ impl<R: Read> ProductReader<R> {
         // line, so positions and line numbers stay those of the file.
         ProductReader {
             csv: Self::parser(reader, limits, RESUME_LEAD),
+            present: layout.present(),
+            mask: layout.mask(),
             layout,
             limits,
             record: None,
@@ -434,7 +481,13 @@ impl<R: Read> ProductReader<R> {
         let line = record
             .position()
             .map_or(start.line, |p| self.base.line + p.line());
-        Ok(Some(check_record(record, &self.layout, line)))
+        Ok(Some(check_record(
+            record,
+            &self.present,
+            self.mask,
+            self.layout.width,
+            line,
+        )))
     }
 }
 
@@ -536,38 +589,45 @@ fn read_any_record<R: Read>(
 }
 
 /// Applies the row rules to one record.
-fn check_record<'r>(record: &'r Record, layout: &HeaderLayout, line: u64) -> Row<'r> {
+fn check_record<'r>(
+    record: &'r Record,
+    present: &[(usize, usize)],
+    mask: u64,
+    width: usize,
+    line: u64,
+) -> Row<'r> {
     let readable_id = || {
+        let column = present
+            .iter()
+            .find(|(field, _)| *field == Field::Id.index())
+            .map(|(_, column)| *column)?;
         record
-            .field(layout.columns[Field::Id.index()])
+            .field(column)
             .and_then(Result::ok)
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .map(rules::excerpt)
     };
-    if record.len() != layout.width {
+    if record.len() != width {
         return Row::Rejected(RejectedRow {
             line,
             id: readable_id(),
             problems: vec![Problem {
                 field: None,
                 kind: ProblemKind::FieldCount {
-                    expected: layout.width,
+                    expected: width,
                     found: record.len(),
                 },
             }],
         });
     }
-    let mut values = [""; 10];
+    let mut values = [""; FIELD_COUNT];
     let mut problems = Vec::new();
-    for field in Field::ALL {
-        match record
-            .field(layout.columns[field.index()])
-            .unwrap_or(Ok(""))
-        {
-            Ok(text) => values[field.index()] = text,
+    for &(field, column) in present {
+        match record.field(column).unwrap_or(Ok("")) {
+            Ok(text) => values[field] = text,
             Err(_) => problems.push(Problem {
-                field: Some(field),
+                field: Some(Field::ALL[field]),
                 kind: ProblemKind::NotUtf8,
             }),
         }
@@ -579,7 +639,7 @@ fn check_record<'r>(record: &'r Record, layout: &HeaderLayout, line: u64) -> Row
             problems,
         });
     }
-    match rules::validate(values) {
+    match rules::validate(&values, mask) {
         Ok(product) => Row::Valid { line, product },
         Err(problems) => Row::Rejected(RejectedRow {
             line,
