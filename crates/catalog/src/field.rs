@@ -129,7 +129,8 @@ macro_rules! field_catalog {
             $( $(#[doc = $doc])* $variant, )*
         }
 
-        /// The field catalog, in the order fields are written into a request.
+        /// The field catalog, in the order fields are written into a request (the required fields in
+/// the order of the original contract, so messages list them as before).
         pub const FIELDS: &[FieldSpec] = &[
             $( FieldSpec { field: Field::$variant, name: $name, kind: $kind, need: $need, source: $source }, )*
         ];
@@ -150,16 +151,16 @@ field_catalog! {
     Title = "title", Kind::Text { max_chars: 200 }, Need::Required, "ref: title, max 200";
     /// Plain-text description.
     Description = "description", Kind::Text { max_chars: 9999 }, Need::Required, "ref: description, max 9999, plain text";
-    /// Stock state.
-    Availability = "availability", Kind::OneOf(&AVAILABILITY_VALUES), Need::Required, "ref: availability; sdk Availability";
-    /// New, refurbished or used.
-    Condition = "condition", Kind::OneOf(&CONDITION_VALUES), Need::Required, "ref: condition; sdk Condition";
-    /// Amount and ISO 4217 code.
-    Price = "price", Kind::Price, Need::Required, "ref: price, '9.99 USD', ISO 4217";
     /// Product page URL.
     Link = "link", Kind::Url, Need::Required, "ref: link, absolute URL";
     /// Main image URL.
     ImageLink = "image_link", Kind::Url, Need::Required, "ref: image_link, absolute URL";
+    /// Stock state.
+    Availability = "availability", Kind::OneOf(&AVAILABILITY_VALUES), Need::Required, "ref: availability; sdk Availability";
+    /// Amount and ISO 4217 code.
+    Price = "price", Kind::Price, Need::Required, "ref: price, '9.99 USD', ISO 4217";
+    /// New, refurbished or used.
+    Condition = "condition", Kind::OneOf(&CONDITION_VALUES), Need::Required, "ref: condition; sdk Condition";
     /// Brand name; one of brand, gtin, mpn is required.
     Brand = "brand", Kind::Text { max_chars: 100 }, Need::OneOfIdentifiers, "ref: brand, max 100; brand, gtin or mpn required";
     /// Global Trade Item Number (UPC, EAN, JAN, ISBN).
@@ -395,11 +396,11 @@ mod tests {
                 "id",
                 "title",
                 "description",
-                "availability",
-                "condition",
-                "price",
                 "link",
-                "image_link"
+                "image_link",
+                "availability",
+                "price",
+                "condition"
             ]
         );
         assert_eq!(names(IDENTIFIER_MASK), ["brand", "gtin", "mpn"]);

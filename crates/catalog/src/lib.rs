@@ -9,6 +9,7 @@
 mod batch;
 mod currency;
 mod field;
+mod mapping;
 mod reader;
 mod report;
 mod request;
@@ -26,6 +27,7 @@ pub use field::{
     GENDER_VALUES, IDENTIFIER_MASK, Kind, METHOD_VALUES, Need, REQUIRED_MASK, STATUS_VALUES,
     WEIGHT_UNITS,
 };
+pub use mapping::{ColumnMapping, MappingError};
 pub use reader::{
     FileError, HeaderLayout, Position, ProductReader, ReaderLimits, RejectedRow, Row,
 };

@@ -7,6 +7,7 @@ use thiserror::Error;
 use serde::{Deserialize, Serialize};
 
 use crate::field::{self, FIELD_COUNT, Field, IDENTIFIER_MASK, REQUIRED_MASK};
+use crate::mapping::ColumnMapping;
 use crate::rules::{self, Problem, ProblemKind, Product};
 
 /// Bounds that keep hostile or broken files from exhausting memory or time.
@@ -243,6 +244,16 @@ impl HeaderLayout {
     /// deletes, which need no more than `id`, so there a missing required column is named on
     /// each row that needs it rather than rejecting the file.
     pub fn from_header(header: &csv::ByteRecord, max_columns: usize) -> Result<Self, FileError> {
+        Self::from_mapped_header(header, max_columns, &ColumnMapping::default())
+    }
+
+    /// [`HeaderLayout::from_header`] with a retailer's column mapping: renamed columns are
+    /// read as their field, and fields given a fixed value count as present.
+    pub fn from_mapped_header(
+        header: &csv::ByteRecord,
+        max_columns: usize,
+        mapping: &ColumnMapping,
+    ) -> Result<Self, FileError> {
         if header.len() > max_columns {
             return Err(FileError::TooManyColumns {
                 found: header.len(),
@@ -257,7 +268,7 @@ impl HeaderLayout {
             // A BOM is stripped by the parser from the first field only; be lenient everywhere.
             let name = name.trim_start_matches('\u{feff}').trim();
             names.push(rules::excerpt(name));
-            match Field::from_header(name) {
+            match mapping.field_of(name) {
                 Some(field) => match columns[field.index()] {
                     Some(first) => {
                         return Err(FileError::DuplicateColumn {
@@ -277,7 +288,7 @@ impl HeaderLayout {
             width: header.len(),
             extra,
         };
-        let present = layout.mask();
+        let present = layout.mask() | fixed_mask(mapping);
         let mut missing = field::names(REQUIRED_MASK & !present);
         if present & IDENTIFIER_MASK == 0 {
             missing.push("brand, gtin or mpn");
@@ -318,14 +329,34 @@ impl HeaderLayout {
             .fold(0, |mask, (field, _)| mask | field.bit())
     }
 
-    /// Each present field with its record index, in catalog order.
-    fn present(&self) -> Vec<(usize, usize)> {
+    /// Each field read from a column, with its record index, in catalog order; a fixed value
+    /// of the mapping takes the place of a column.
+    fn present(&self, mapping: &ColumnMapping) -> Vec<(usize, usize)> {
+        let fixed = fixed_mask(mapping);
         self.columns
             .iter()
             .enumerate()
+            .filter(|(field, _)| fixed & (1 << field) == 0)
             .filter_map(|(field, column)| column.map(|column| (field, column)))
             .collect()
     }
+}
+
+/// `(field index, value)` of each fixed value of a mapping.
+fn fixed_values(mapping: &ColumnMapping) -> Vec<(usize, String)> {
+    mapping
+        .fixed()
+        .iter()
+        .map(|(field, value)| (field.index(), value.clone()))
+        .collect()
+}
+
+/// The fields a mapping gives a fixed value.
+fn fixed_mask(mapping: &ColumnMapping) -> u64 {
+    mapping
+        .fixed()
+        .iter()
+        .fold(0, |mask, (field, _)| mask | field.bit())
 }
 
 /// Reads a product CSV row by row: memory depends on the longest row, never on the file.
@@ -334,8 +365,10 @@ pub struct ProductReader<R: Read> {
     layout: HeaderLayout,
     /// `(field index, record index)` of each column of the contract, in catalog order.
     present: Vec<(usize, usize)>,
-    /// The fields the file has a column for.
+    /// The fields the file has a column or a fixed value for.
     mask: u64,
+    /// `(field index, value)` of each field with a fixed value from the column mapping.
+    fixed: Vec<(usize, String)>,
     limits: ReaderLimits,
     /// The last record read; `None` only while a record is being read.
     record: Option<Record>,
@@ -353,16 +386,26 @@ impl<R: Read> ProductReader<R> {
 
     /// Reads and checks the header.
     pub fn with_limits(reader: R, limits: ReaderLimits) -> Result<Self, FileError> {
+        Self::with_mapping(reader, limits, &ColumnMapping::default())
+    }
+
+    /// Reads and checks the header, reading columns through a retailer's column mapping.
+    pub fn with_mapping(
+        reader: R,
+        limits: ReaderLimits,
+        mapping: &ColumnMapping,
+    ) -> Result<Self, FileError> {
         let mut csv = Self::parser(reader, limits, b"");
         let mut header = csv::ByteRecord::new();
         if !read_record(&mut csv, &mut header, &limits, 1)? {
             return Err(FileError::Empty);
         }
-        let layout = HeaderLayout::from_header(&header, limits.max_columns)?;
+        let layout = HeaderLayout::from_mapped_header(&header, limits.max_columns, mapping)?;
         Ok(ProductReader {
             csv,
-            present: layout.present(),
-            mask: layout.mask(),
+            present: layout.present(mapping),
+            mask: layout.mask() | fixed_mask(mapping),
+            fixed: fixed_values(mapping),
             layout,
             limits,
             record: None,
@@ -379,6 +422,18 @@ impl<R: Read> ProductReader<R> {
         at: Position,
         limits: ReaderLimits,
     ) -> ProductReader<R> {
+        Self::resume_with_mapping(reader, layout, at, limits, &ColumnMapping::default())
+    }
+
+    /// [`ProductReader::resume`] with the column mapping the file was started with (its
+    /// renames are in `layout`; its fixed values are taken from `mapping`).
+    pub fn resume_with_mapping(
+        reader: R,
+        layout: HeaderLayout,
+        at: Position,
+        limits: ReaderLimits,
+        mapping: &ColumnMapping,
+    ) -> ProductReader<R> {
         // The parser drops a byte-order mark at the start of its input, so a row that begins
         // with one would lose it when reading resumes there, and read differently than
         // straight through (found by fuzzing). A blank record handed out first, and skipped
@@ -386,8 +441,9 @@ impl<R: Read> ProductReader<R> {
         // line, so positions and line numbers stay those of the file.
         ProductReader {
             csv: Self::parser(reader, limits, RESUME_LEAD),
-            present: layout.present(),
-            mask: layout.mask(),
+            present: layout.present(mapping),
+            mask: layout.mask() | fixed_mask(mapping),
+            fixed: fixed_values(mapping),
             layout,
             limits,
             record: None,
@@ -484,6 +540,7 @@ impl<R: Read> ProductReader<R> {
         Ok(Some(check_record(
             record,
             &self.present,
+            &self.fixed,
             self.mask,
             self.layout.width,
             line,
@@ -592,6 +649,7 @@ fn read_any_record<R: Read>(
 fn check_record<'r>(
     record: &'r Record,
     present: &[(usize, usize)],
+    fixed: &'r [(usize, String)],
     mask: u64,
     width: usize,
     line: u64,
@@ -638,6 +696,9 @@ fn check_record<'r>(
             id: readable_id(),
             problems,
         });
+    }
+    for (field, value) in fixed {
+        values[*field] = value;
     }
     match rules::validate(&values, mask) {
         Ok(product) => Row::Valid { line, product },

@@ -403,3 +403,40 @@ fn position_tracks_lines_bytes_and_rows_for_resuming() {
     assert!(resumed.next_row().unwrap().is_none());
     assert_eq!(resumed.position().rows, 2);
 }
+
+#[test]
+fn a_column_mapping_renames_columns_and_fixes_values() {
+    let mapping: catalog::ColumnMapping = "sale_price=salePrice; brand=Marke; condition:=new"
+        .parse()
+        .unwrap();
+    // No condition column at all: the fixed value stands in for it.
+    let csv = "id,title,description,link,image_link,availability,price,Marke,salePrice\n\
+               A,T,D,https://a.example/,https://a.example/i.png,in stock,5 EUR,Acme,4 EUR\n\
+               B,T,D,https://a.example/,https://a.example/i.png,in stock,5 EUR,Acme,6 EUR\n";
+    let mut reader =
+        ProductReader::with_mapping(csv.as_bytes(), ReaderLimits::default(), &mapping).unwrap();
+    assert!(reader.extra_columns().is_empty());
+    match reader.next_row().unwrap().unwrap() {
+        Row::Valid { product, .. } => {
+            assert_eq!(product.get(Field::Brand), Some("Acme"));
+            assert_eq!(product.get(Field::Condition), Some("new"));
+            assert_eq!(product.sale_price().unwrap().to_string(), "4 EUR");
+        }
+        Row::Rejected(r) => panic!("{r:?}"),
+    }
+    match reader.next_row().unwrap().unwrap() {
+        Row::Rejected(r) => assert_eq!(r.problems[0].kind.code(), "sale_above_price"),
+        Row::Valid { .. } => panic!("a sale price above the price passed"),
+    }
+    // Without the mapping the same file misses its condition and identifier columns.
+    assert!(matches!(
+        ProductReader::new(csv.as_bytes()),
+        Err(FileError::MissingColumns { .. })
+    ));
+    // A renamed column and a column of the field's own name are one field twice.
+    let twice = "id,brand,Marke\nA,B,C\n";
+    assert!(matches!(
+        ProductReader::with_mapping(twice.as_bytes(), ReaderLimits::default(), &mapping),
+        Err(FileError::DuplicateColumn { name: "brand", .. })
+    ));
+}
