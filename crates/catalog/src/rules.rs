@@ -700,8 +700,8 @@ fn compare_amounts(a: &str, b: &str) -> std::cmp::Ordering {
     a_whole
         .len()
         .cmp(&b_whole.len())
-        .then_with(|| a_whole.cmp(&b_whole))
-        .then_with(|| a_fraction.cmp(&b_fraction))
+        .then_with(|| a_whole.cmp(b_whole))
+        .then_with(|| a_fraction.cmp(b_fraction))
 }
 
 /// The canonical form of `value` from `allowed`, ignoring ASCII case; records a problem if none.
