@@ -8,8 +8,10 @@
 //!
 //! Invariants, besides "no panic":
 //! - data rows come with increasing line numbers after the header; rejected rows say why;
-//! - valid products keep the contract's canonical values, and their price reads back as itself;
-//! - every batch is a JSON array of `UPDATE` requests that matches its row list, holds
+//! - valid products keep the contract's canonical values, every field of the catalog within its
+//!   kind's rule (lists within their counts, links http(s), stock digits), their price reads
+//!   back as itself and a sale price shares its currency; a delete carries only its id;
+//! - every batch is a JSON array of `UPDATE` or `DELETE` requests that matches its row list, holds
 //!   `1..=max_items` requests and no id twice (Meta would ignore every copy), and stays within
 //!   the byte budget unless it is a single request;
 //! - every valid row is sent exactly once unless a later row with its id replaced it in the open
@@ -20,8 +22,8 @@
 use std::collections::{HashMap, HashSet};
 
 use catalog::{
-    AVAILABILITY_VALUES, Batch, BatchLimits, Batcher, CONDITION_VALUES, FileError, HeaderLayout,
-    Position, ProductReader, ProductTypeMapping, Pushed, ReaderLimits, Row, RowRef, parse_price,
+    Batch, BatchLimits, Batcher, Field, FileError, HeaderLayout, Kind, Position, ProductReader,
+    ProductTypeMapping, Pushed, ReaderLimits, Row, RowRef, parse_price,
 };
 use serde_json::Value;
 
@@ -127,8 +129,10 @@ impl<'s> Stream<'s> {
             }
         };
         let layout = reader.layout().clone();
-        assert_eq!(layout.columns.len(), 10);
-        assert!(layout.width >= 10 && layout.width <= self.setup.limits.max_columns);
+        assert_eq!(layout.columns.len(), catalog::FIELD_COUNT);
+        let mapped = layout.columns.iter().flatten().count();
+        assert!(mapped >= 1, "a usable file has at least an id column");
+        assert!(layout.width >= mapped && layout.width <= self.setup.limits.max_columns);
         let mut positions = Vec::new();
         let mut rows = Vec::new();
         let mut last_line = 1;
@@ -237,7 +241,15 @@ impl<'s> Stream<'s> {
         assert_eq!(requests.len(), batch.len());
         let mut ids = HashSet::new();
         for request in &requests {
-            assert_eq!(request["method"], "UPDATE");
+            match request["method"].as_str() {
+                Some("UPDATE") => {}
+                Some("DELETE") => assert_eq!(
+                    request["data"].as_object().map(|data| data.len()),
+                    Some(1),
+                    "a DELETE sends only the id"
+                ),
+                other => panic!("unexpected method {other:?}"),
+            }
             let id = request["data"]["id"]
                 .as_str()
                 .expect("every request has a string id");
@@ -325,46 +337,83 @@ fn check_resume(data: &[u8], setup: &Setup, straight: &FileRead, at: usize) {
 }
 
 fn check_product(product: &catalog::Product<'_>) {
-    for text in [
-        product.id,
-        product.title,
-        product.description,
-        product.link,
-        product.image_link,
-        product.brand,
-        product.product_type,
-    ] {
-        assert_eq!(text, text.trim(), "text is trimmed");
-    }
-    for required in [
-        product.id,
-        product.title,
-        product.description,
-        product.brand,
-    ] {
-        assert!(!required.is_empty());
-    }
+    assert_eq!(product.id, product.id.trim(), "the id is trimmed");
+    assert!(!product.id.is_empty());
     assert!(product.id.chars().count() <= 100);
-    assert!(AVAILABILITY_VALUES.contains(&product.availability));
-    assert!(CONDITION_VALUES.contains(&product.condition));
-    for link in [product.link, product.image_link] {
-        // A link is sent as written, so it must be an http(s) URL as written: no control
-        // characters the URL parser would drop, and the scheme first.
-        assert!(
-            !link.bytes().any(|b| b.is_ascii_control()),
-            "link {link:?} holds control characters"
+    if product.is_delete() {
+        assert_eq!(
+            product.fields().map(|(field, _)| field).collect::<Vec<_>>(),
+            [Field::Id],
+            "a delete carries only its id"
         );
-        let lower = link.to_ascii_lowercase();
-        assert!(
-            lower.starts_with("http:") || lower.starts_with("https:"),
-            "link {link:?} is not http(s)"
-        );
+        return;
     }
-    let price = product.price.to_string();
+    for field in [
+        Field::Title,
+        Field::Description,
+        Field::Link,
+        Field::ImageLink,
+        Field::Availability,
+        Field::Condition,
+        Field::Price,
+    ] {
+        assert!(product.get(field).is_some(), "{field} is required");
+    }
+    assert!(
+        [Field::Brand, Field::Gtin, Field::Mpn]
+            .into_iter()
+            .any(|field| product.get(field).is_some()),
+        "one identifier is required"
+    );
+    for (field, value) in product.fields() {
+        assert!(!value.is_empty(), "{field} is present only with a value");
+        assert_eq!(value, value.trim(), "{field} is trimmed");
+        if let Some(max) = field.max_chars() {
+            assert!(value.chars().count() <= max, "{field} is within its limit");
+        }
+        match field.kind() {
+            Kind::OneOf(allowed) => assert!(allowed.contains(&value), "{field} {value:?}"),
+            Kind::Url => check_link(value),
+            Kind::UrlList { max_items } | Kind::VideoList { max_items } => {
+                let urls: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .collect();
+                assert!(urls.len() <= max_items, "{field} has at most {max_items}");
+                urls.into_iter().for_each(check_link);
+            }
+            Kind::Count => assert!(value.bytes().all(|b| b.is_ascii_digit()), "{value:?}"),
+            _ => {}
+        }
+    }
+    let price = product.price().expect("an update has a price");
+    let price = price.to_string();
     assert_eq!(
         parse_price(&price).map(|p| p.to_string()),
         Ok(price.clone()),
         "a normalised price reads back as itself"
+    );
+    if let Some(sale) = product.sale_price() {
+        assert_eq!(
+            sale.currency(),
+            product.price().expect("price").currency(),
+            "a sale price shares the price's currency"
+        );
+    }
+}
+
+/// A link is sent as written, so it must be an http(s) URL as written: no control characters
+/// the URL parser would drop, and the scheme first.
+fn check_link(link: &str) {
+    assert!(
+        !link.bytes().any(|b| b.is_ascii_control()),
+        "link {link:?} holds control characters"
+    );
+    let lower = link.to_ascii_lowercase();
+    assert!(
+        lower.starts_with("http:") || lower.starts_with("https:"),
+        "link {link:?} is not http(s)"
     );
 }
 

@@ -42,6 +42,8 @@ const MIB: f64 = 1_048_576.0;
 pub struct BenchOptions {
     /// Sizes of the generated files, in rows.
     pub rows: Vec<u64>,
+    /// Sizes of the generated wide files (every field of the catalog filled), in rows.
+    pub wide_rows: Vec<u64>,
     /// Requests per batch.
     pub batch_size: usize,
     /// Where to write the generated files (kept); `None` for a temporary folder.
@@ -97,6 +99,8 @@ struct Machine {
 /// The figures of one size.
 #[derive(Debug, Serialize)]
 struct SizeReport {
+    /// `original` (the ten columns of the first contract) or `wide` (every field).
+    export: &'static str,
     rows: u64,
     bytes: u64,
     mb: f64,
@@ -192,12 +196,27 @@ pub fn bench(options: BenchOptions) -> anyhow::Result<u8> {
         print_heading(&mut out, &report)?;
     }
 
-    for &rows in &options.rows {
-        let path = dir.join(format!("bench-{rows}.csv"));
+    let sizes = options
+        .rows
+        .iter()
+        .map(|&rows| (rows, false))
+        .chain(options.wide_rows.iter().map(|&rows| (rows, true)));
+    let mut wide_heading = false;
+    for (rows, wide) in sizes {
+        if wide && text && !wide_heading {
+            writeln!(
+                out,
+                "\nWide export: every field of the catalog filled ({} columns):",
+                catalog::FIELD_COUNT - 1
+            )?;
+            wide_heading = true;
+        }
+        let name = if wide { "bench-wide" } else { "bench" };
+        let path = dir.join(format!("{name}-{rows}.csv"));
         if progress {
             eprint!("generating {} rows...\r", thousands(rows));
         }
-        generate(&path, rows)?;
+        generate(&path, rows, wide)?;
         if progress {
             eprint!("reading {} rows...   \r", thousands(rows));
         }
@@ -206,7 +225,10 @@ pub fn bench(options: BenchOptions) -> anyhow::Result<u8> {
             // The largest files are hundreds of MB: free the space before generating the next.
             let _ = std::fs::remove_file(&path);
         }
-        let size = size_report(&run?);
+        let mut size = size_report(&run?);
+        if wide {
+            size.export = "wide";
+        }
         if text {
             print_size(&mut out, &size)?;
         }
@@ -322,11 +344,15 @@ impl Sink for Counter {
 }
 
 /// Writes a generated export of `rows` products to `path` (not timed).
-fn generate(path: &Path, rows: u64) -> anyhow::Result<u64> {
+fn generate(path: &Path, rows: u64, wide: bool) -> anyhow::Result<u64> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1024 * 1024, file);
-    let bytes = catalog::synthetic::write_products(&mut out, rows, SEED)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let written = if wide {
+        catalog::synthetic::write_wide_products(&mut out, rows, SEED)
+    } else {
+        catalog::synthetic::write_products(&mut out, rows, SEED)
+    };
+    let bytes = written.with_context(|| format!("cannot write {}", path.display()))?;
     out.flush()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(bytes)
@@ -367,6 +393,7 @@ fn size_report(run: &FileRun) -> SizeReport {
     let wall = run.wall_s.max(1e-9);
     let cpu = run.cpu_s.map(|cpu| cpu.max(1e-9));
     SizeReport {
+        export: "original",
         rows: run.rows_read,
         bytes: run.bytes,
         mb,

@@ -165,11 +165,8 @@ fn run_file(
             return Ok(outcome);
         }
     };
-    if !reader.extra_columns().is_empty() {
-        outcome.warnings.push(format!(
-            "extra columns ignored: {}",
-            reader.extra_columns().join(", ")
-        ));
+    if let Some(warning) = reader.layout().extra_columns_warning() {
+        outcome.warnings.push(warning);
     }
     // Counts live in the reader's position, so they survive a failure part-way.
     let result = catalog::feed(&mut reader, source, batcher, sink);

@@ -36,6 +36,10 @@ pub const SAMPLES: &[(&str, &[u8])] = &[
         "sample.csv",
         include_bytes!("../../../events/products/sample.csv"),
     ),
+    (
+        "spring-apparel.csv",
+        include_bytes!("../../../events/products/spring-apparel.csv"),
+    ),
 ];
 
 /// Poll rounds before the demo gives up waiting for verdicts; the emulator finishes a batch

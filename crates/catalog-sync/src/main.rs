@@ -205,6 +205,16 @@ struct BenchArgs {
         value_parser = clap::value_parser!(u64).range(1..),
     )]
     rows: Vec<u64>,
+    /// Sizes of the wide export (every field of the catalog filled, about 40 columns), in
+    /// rows, comma-separated; `0` skips it.
+    #[arg(
+        long,
+        value_name = "ROWS",
+        value_delimiter = ',',
+        default_value = "100000",
+        value_parser = clap::value_parser!(u64),
+    )]
+    wide_rows: Vec<u64>,
     /// Requests per items_batch call, 1 to 5000.
     #[arg(long, default_value_t = catalog::DEFAULT_BATCH_SIZE, value_parser = parse_batch_size)]
     batch_size: usize,
@@ -270,7 +280,7 @@ struct MappingArgs {
     #[arg(
         long,
         env = "PRODUCT_TYPE_MAPPING",
-        default_value = "google_product_category",
+        default_value = "product_type",
         value_parser = parse_mapping,
     )]
     product_type_as: ProductTypeMapping,
@@ -342,6 +352,11 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(&args),
         Command::Bench(args) => bench::bench(bench::BenchOptions {
             rows: args.rows,
+            wide_rows: args
+                .wide_rows
+                .into_iter()
+                .filter(|&rows| rows > 0)
+                .collect(),
             batch_size: args.batch_size,
             dir: args.dir,
             lambda_dir: args.lambda_dir,

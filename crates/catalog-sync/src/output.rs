@@ -171,6 +171,10 @@ fn counts_line(counts: &RowCounts, superseded: u64, warnings: usize) -> String {
         "{} rows read, {} valid, {} rejected, {} superseded",
         counts.rows_read, counts.valid, counts.rejected, superseded
     );
+    if counts.deletes > 0 {
+        // Deletes are valid rows too; said on their own so a removal is never a surprise.
+        line.push_str(&format!(", {} of the valid to delete", counts.deletes));
+    }
     if warnings > 0 {
         line.push_str(&format!(", {warnings} warning(s)"));
     }

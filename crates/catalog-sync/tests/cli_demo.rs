@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{catalog_ids, catalog_sync, files_under, sample_files, text, valid_ids};
+use common::{catalog_ids, catalog_sync, deleted_ids, files_under, sample_files, text, valid_ids};
 use serde_json::Value;
 
 #[test]
@@ -75,6 +75,10 @@ fn the_demo_runs_the_whole_flow_and_leaves_every_output_in_its_folder() {
         let ids = valid_ids(sample);
         sent += ids.len();
         expected.extend(ids);
+        // Files are processed in name order, so a delete removes what an earlier file sent.
+        for id in deleted_ids(sample) {
+            expected.remove(&id);
+        }
     }
     assert_eq!(catalog_ids(&dir.join("emulator-catalog.json")), expected);
     let document: Value =

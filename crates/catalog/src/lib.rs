@@ -9,6 +9,7 @@
 mod batch;
 mod currency;
 mod field;
+mod mapping;
 mod reader;
 mod report;
 mod request;
@@ -21,15 +22,24 @@ pub use batch::{
     META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed, RequestLines, RowRef, SerializeError, Superseded,
     form_encoded_len,
 };
-pub use field::{AVAILABILITY_VALUES, CONDITION_VALUES, Field};
+pub use field::{
+    AGE_GROUP_VALUES, AVAILABILITY_VALUES, CONDITION_VALUES, FIELD_COUNT, FIELDS, Field, FieldSpec,
+    GENDER_VALUES, IDENTIFIER_MASK, Kind, METHOD_VALUES, Need, REQUIRED_MASK, STATUS_VALUES,
+    WEIGHT_UNITS,
+};
+pub use mapping::{ColumnMapping, MappingError};
 pub use reader::{
     FileError, HeaderLayout, Position, ProductReader, ReaderLimits, RejectedRow, Row,
 };
 pub use report::{ProblemReport, RowIssue, RowOutcome};
 pub use request::{ProductTypeMapping, UnknownMapping, write_request};
-pub use rules::{Price, PriceProblem, Problem, ProblemKind, Product, parse_price, validate};
+pub use rules::{
+    DateRangeProblem, Method, Price, PriceProblem, Problem, ProblemKind, Product, parse_price,
+    validate, validate_fields,
+};
 pub use stream::{FeedError, ResumePoint, RowCounts, Sink, feed};
 
-/// The required header, in the contract's order, as a CSV line.
+/// The header of the original ten-column contract, as a CSV line: the required columns, brand
+/// as the identifier, and product_type.
 pub const REQUIRED_HEADER: &str =
     "id,title,description,link,image_link,availability,price,brand,condition,product_type";

@@ -4,7 +4,10 @@ use std::io::{self, Read};
 
 use thiserror::Error;
 
-use crate::field::Field;
+use serde::{Deserialize, Serialize};
+
+use crate::field::{self, FIELD_COUNT, Field, IDENTIFIER_MASK, REQUIRED_MASK};
+use crate::mapping::ColumnMapping;
 use crate::rules::{self, Problem, ProblemKind, Product};
 
 /// Bounds that keep hostile or broken files from exhausting memory or time.
@@ -155,6 +158,9 @@ pub struct RejectedRow {
 }
 
 /// One data row, checked.
+// A row is built and consumed one at a time, never stored in bulk; boxing the product would
+// cost an allocation per row.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Row<'r> {
     /// The row passed every rule.
@@ -222,11 +228,11 @@ const RESUME_LEAD: &[u8] = b" \n";
 /// Size of the parser's read buffer; also the slack allowed over the record limit.
 const BUFFER_BYTES: usize = 64 * 1024;
 
-/// Where each required field sits in a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where each catalog field sits in a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeaderLayout {
-    /// Record index of each field, in [`Field::ALL`] order.
-    pub columns: [usize; 10],
+    /// Record index of each field's column, in [`Field::ALL`] order; `None` when absent.
+    pub columns: Vec<Option<usize>>,
     /// Number of columns in the header.
     pub width: usize,
     /// Names of columns that are not part of the contract.
@@ -235,14 +241,29 @@ pub struct HeaderLayout {
 
 impl HeaderLayout {
     /// Maps a header record to field positions, or says what is wrong with it.
+    ///
+    /// The file needs a column for each required field and for at least one of brand, gtin
+    /// and mpn; other columns may be absent. A file with a `method` column may hold only
+    /// deletes, which need no more than `id`, so there a missing required column is named on
+    /// each row that needs it rather than rejecting the file.
     pub fn from_header(header: &csv::ByteRecord, max_columns: usize) -> Result<Self, FileError> {
+        Self::from_mapped_header(header, max_columns, &ColumnMapping::default())
+    }
+
+    /// [`HeaderLayout::from_header`] with a retailer's column mapping: renamed columns are
+    /// read as their field, and fields given a fixed value count as present.
+    pub fn from_mapped_header(
+        header: &csv::ByteRecord,
+        max_columns: usize,
+        mapping: &ColumnMapping,
+    ) -> Result<Self, FileError> {
         if header.len() > max_columns {
             return Err(FileError::TooManyColumns {
                 found: header.len(),
                 max: max_columns,
             });
         }
-        let mut columns: [Option<usize>; 10] = [None; 10];
+        let mut columns: Vec<Option<usize>> = vec![None; FIELD_COUNT];
         let mut extra = Vec::new();
         let mut names = Vec::with_capacity(header.len());
         for (index, raw) in header.iter().enumerate() {
@@ -250,7 +271,7 @@ impl HeaderLayout {
             // A BOM is stripped by the parser from the first field only; be lenient everywhere.
             let name = name.trim_start_matches('\u{feff}').trim();
             names.push(rules::excerpt(name));
-            match Field::from_header(name) {
+            match mapping.field_of(name) {
                 Some(field) => match columns[field.index()] {
                     Some(first) => {
                         return Err(FileError::DuplicateColumn {
@@ -265,34 +286,92 @@ impl HeaderLayout {
                 None => extra.push(rules::excerpt(name)),
             }
         }
-        let missing: Vec<&'static str> = Field::ALL
-            .into_iter()
-            .filter(|field| columns[field.index()].is_none())
-            .map(Field::name)
-            .collect();
-        if !missing.is_empty() {
+        let layout = HeaderLayout {
+            columns,
+            width: header.len(),
+            extra,
+        };
+        let present = layout.mask() | fixed_mask(mapping);
+        let mut missing = field::names(REQUIRED_MASK & !present);
+        if present & IDENTIFIER_MASK == 0 {
+            missing.push("brand, gtin or mpn");
+        }
+        if !missing.is_empty() && present & Field::Method.bit() == 0 {
             names.truncate(40);
             return Err(FileError::MissingColumns {
                 missing,
                 found: names,
             });
         }
-        let mut resolved = [0usize; 10];
-        for (slot, column) in resolved.iter_mut().zip(columns) {
-            *slot = column.unwrap_or_default();
-        }
-        Ok(HeaderLayout {
-            columns: resolved,
-            width: header.len(),
-            extra,
-        })
+        Ok(layout)
     }
+
+    /// The one warning about ignored columns, naming each once with the nearest field name
+    /// when one is close: `extra columns ignored: salePrice (did you mean sale_price?), notes`.
+    pub fn extra_columns_warning(&self) -> Option<String> {
+        if self.extra.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = self
+            .extra
+            .iter()
+            .map(|name| match Field::nearest(name) {
+                Some(near) => format!("{name} (did you mean {near}?)"),
+                None => name.clone(),
+            })
+            .collect();
+        Some(format!("extra columns ignored: {}", named.join(", ")))
+    }
+
+    /// The fields the file has a column for, as a mask of [`Field::bit`]s.
+    pub fn mask(&self) -> u64 {
+        Field::ALL
+            .into_iter()
+            .zip(&self.columns)
+            .filter(|(_, column)| column.is_some())
+            .fold(0, |mask, (field, _)| mask | field.bit())
+    }
+
+    /// Each field read from a column, with its record index, in catalog order; a fixed value
+    /// of the mapping takes the place of a column.
+    fn present(&self, mapping: &ColumnMapping) -> Vec<(usize, usize)> {
+        let fixed = fixed_mask(mapping);
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(field, _)| fixed & (1 << field) == 0)
+            .filter_map(|(field, column)| column.map(|column| (field, column)))
+            .collect()
+    }
+}
+
+/// `(field index, value)` of each fixed value of a mapping.
+fn fixed_values(mapping: &ColumnMapping) -> Vec<(usize, String)> {
+    mapping
+        .fixed()
+        .iter()
+        .map(|(field, value)| (field.index(), value.clone()))
+        .collect()
+}
+
+/// The fields a mapping gives a fixed value.
+fn fixed_mask(mapping: &ColumnMapping) -> u64 {
+    mapping
+        .fixed()
+        .iter()
+        .fold(0, |mask, (field, _)| mask | field.bit())
 }
 
 /// Reads a product CSV row by row: memory depends on the longest row, never on the file.
 pub struct ProductReader<R: Read> {
     csv: csv::Reader<Metered<R>>,
     layout: HeaderLayout,
+    /// `(field index, record index)` of each column of the contract, in catalog order.
+    present: Vec<(usize, usize)>,
+    /// The fields the file has a column or a fixed value for.
+    mask: u64,
+    /// `(field index, value)` of each field with a fixed value from the column mapping.
+    fixed: Vec<(usize, String)>,
     limits: ReaderLimits,
     /// The last record read; `None` only while a record is being read.
     record: Option<Record>,
@@ -310,14 +389,26 @@ impl<R: Read> ProductReader<R> {
 
     /// Reads and checks the header.
     pub fn with_limits(reader: R, limits: ReaderLimits) -> Result<Self, FileError> {
+        Self::with_mapping(reader, limits, &ColumnMapping::default())
+    }
+
+    /// Reads and checks the header, reading columns through a retailer's column mapping.
+    pub fn with_mapping(
+        reader: R,
+        limits: ReaderLimits,
+        mapping: &ColumnMapping,
+    ) -> Result<Self, FileError> {
         let mut csv = Self::parser(reader, limits, b"");
         let mut header = csv::ByteRecord::new();
         if !read_record(&mut csv, &mut header, &limits, 1)? {
             return Err(FileError::Empty);
         }
-        let layout = HeaderLayout::from_header(&header, limits.max_columns)?;
+        let layout = HeaderLayout::from_mapped_header(&header, limits.max_columns, mapping)?;
         Ok(ProductReader {
             csv,
+            present: layout.present(mapping),
+            mask: layout.mask() | fixed_mask(mapping),
+            fixed: fixed_values(mapping),
             layout,
             limits,
             record: None,
@@ -334,6 +425,18 @@ impl<R: Read> ProductReader<R> {
         at: Position,
         limits: ReaderLimits,
     ) -> ProductReader<R> {
+        Self::resume_with_mapping(reader, layout, at, limits, &ColumnMapping::default())
+    }
+
+    /// [`ProductReader::resume`] with the column mapping the file was started with (its
+    /// renames are in `layout`; its fixed values are taken from `mapping`).
+    pub fn resume_with_mapping(
+        reader: R,
+        layout: HeaderLayout,
+        at: Position,
+        limits: ReaderLimits,
+        mapping: &ColumnMapping,
+    ) -> ProductReader<R> {
         // The parser drops a byte-order mark at the start of its input, so a row that begins
         // with one would lose it when reading resumes there, and read differently than
         // straight through (found by fuzzing). A blank record handed out first, and skipped
@@ -341,6 +444,9 @@ impl<R: Read> ProductReader<R> {
         // line, so positions and line numbers stay those of the file.
         ProductReader {
             csv: Self::parser(reader, limits, RESUME_LEAD),
+            present: layout.present(mapping),
+            mask: layout.mask() | fixed_mask(mapping),
+            fixed: fixed_values(mapping),
             layout,
             limits,
             record: None,
@@ -434,7 +540,14 @@ impl<R: Read> ProductReader<R> {
         let line = record
             .position()
             .map_or(start.line, |p| self.base.line + p.line());
-        Ok(Some(check_record(record, &self.layout, line)))
+        Ok(Some(check_record(
+            record,
+            &self.present,
+            &self.fixed,
+            self.mask,
+            self.layout.width,
+            line,
+        )))
     }
 }
 
@@ -536,38 +649,46 @@ fn read_any_record<R: Read>(
 }
 
 /// Applies the row rules to one record.
-fn check_record<'r>(record: &'r Record, layout: &HeaderLayout, line: u64) -> Row<'r> {
+fn check_record<'r>(
+    record: &'r Record,
+    present: &[(usize, usize)],
+    fixed: &'r [(usize, String)],
+    mask: u64,
+    width: usize,
+    line: u64,
+) -> Row<'r> {
     let readable_id = || {
+        let column = present
+            .iter()
+            .find(|(field, _)| *field == Field::Id.index())
+            .map(|(_, column)| *column)?;
         record
-            .field(layout.columns[Field::Id.index()])
+            .field(column)
             .and_then(Result::ok)
             .map(str::trim)
             .filter(|id| !id.is_empty())
             .map(rules::excerpt)
     };
-    if record.len() != layout.width {
+    if record.len() != width {
         return Row::Rejected(RejectedRow {
             line,
             id: readable_id(),
             problems: vec![Problem {
                 field: None,
                 kind: ProblemKind::FieldCount {
-                    expected: layout.width,
+                    expected: width,
                     found: record.len(),
                 },
             }],
         });
     }
-    let mut values = [""; 10];
+    let mut values = [""; FIELD_COUNT];
     let mut problems = Vec::new();
-    for field in Field::ALL {
-        match record
-            .field(layout.columns[field.index()])
-            .unwrap_or(Ok(""))
-        {
-            Ok(text) => values[field.index()] = text,
+    for &(field, column) in present {
+        match record.field(column).unwrap_or(Ok("")) {
+            Ok(text) => values[field] = text,
             Err(_) => problems.push(Problem {
-                field: Some(field),
+                field: Some(Field::ALL[field]),
                 kind: ProblemKind::NotUtf8,
             }),
         }
@@ -579,7 +700,10 @@ fn check_record<'r>(record: &'r Record, layout: &HeaderLayout, line: u64) -> Row
             problems,
         });
     }
-    match rules::validate(values) {
+    for (field, value) in fixed {
+        values[*field] = value;
+    }
+    match rules::validate(&values, mask) {
         Ok(product) => Row::Valid { line, product },
         Err(problems) => Row::Rejected(RejectedRow {
             line,

@@ -3,18 +3,22 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::rules::Product;
+use crate::field::{Field, Kind};
+use crate::rules::{Product, count_digits, list_items, parse_weight};
 
 /// Where the CSV's `product_type` column goes in the request.
 ///
-/// The seed integration sent it as `google_product_category`; Meta also has a `product_type`
-/// field of its own for the retailer's category path, so either or both can be chosen.
+/// The retailer's category path belongs in Meta's `product_type` (the default); Meta reads
+/// `google_product_category` as Google's taxonomy and bases tax and purchase-protection
+/// decisions on it. The seed integration sent `product_type` there; that mapping stays for
+/// exports whose `product_type` already holds Google's taxonomy. A file's own
+/// `google_product_category` column always wins over the mapped value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ProductTypeMapping {
     /// Send as `google_product_category` (the seed's mapping).
-    #[default]
     GoogleProductCategory,
-    /// Send as Meta's own `product_type`.
+    /// Send as Meta's own `product_type` (the default).
+    #[default]
     ProductType,
     /// Send as both fields.
     Both,
@@ -53,10 +57,12 @@ impl fmt::Display for ProductTypeMapping {
     }
 }
 
-/// Appends the JSON of one `{"method":"UPDATE","data":{...}}` request for `product` to `out`.
+/// Appends the JSON of one `{"method":"UPDATE","data":{...}}` request for `product` to `out`
+/// (`{"method":"DELETE","data":{"id":...}}` for a delete).
 ///
-/// An empty `product_type` is left out rather than sent as `""`, which Meta would take as
-/// "clear the category". Writing to memory cannot fail; the `Result` is kept for callers.
+/// Only fields with a value are sent: an empty optional field is left out rather than sent as
+/// `""`, which Meta would read as "clear this field". Writing to memory cannot fail; the
+/// `Result` is kept for callers.
 pub fn write_request(
     product: &Product<'_>,
     mapping: ProductTypeMapping,
@@ -71,46 +77,108 @@ pub fn write_request(
 /// [`write_request`] into a `String`, so that a batch built from requests is a `String`
 /// without checking its UTF-8 again.
 ///
-/// Written by hand rather than with `serde_json`: the request's shape is fixed, and going
-/// through the serializer one field at a time was a sixth of the transform. The output is
-/// byte for byte what `serde_json::to_writer` gives for the same struct (fields in this
-/// order, no spaces, the same escapes); the tests compare the two.
+/// Written by hand rather than with `serde_json`: the request's shape follows the field
+/// catalog, and going through the serializer one field at a time was a sixth of the
+/// transform. Strings are escaped exactly as `serde_json` escapes them; the tests parse the
+/// output back and compare it with the product.
 pub(crate) fn push_request(product: &Product<'_>, mapping: ProductTypeMapping, out: &mut String) {
-    let category = Some(product.product_type).filter(|value| !value.is_empty());
-    let (google_product_category, product_type) = match mapping {
-        ProductTypeMapping::GoogleProductCategory => (category, None),
-        ProductTypeMapping::ProductType => (None, category),
-        ProductTypeMapping::Both => (category, category),
-    };
-    out.push_str(r#"{"method":"UPDATE","data":{"id":"#);
-    push_string(out, product.id);
-    out.push_str(r#","title":"#);
-    push_string(out, product.title);
-    out.push_str(r#","description":"#);
-    push_string(out, product.description);
-    out.push_str(r#","availability":"#);
-    push_string(out, product.availability);
-    out.push_str(r#","condition":"#);
-    push_string(out, product.condition);
-    // `parse_price` lets only digits and `.` into the amount and `A`-`Z` into the code, so
-    // there is nothing to escape.
-    out.push_str(r#","price":""#);
-    out.push_str(product.price.amount());
-    out.push(' ');
-    out.push_str(product.price.currency());
-    out.push_str(r#"","link":"#);
-    push_string(out, product.link);
-    out.push_str(r#","image_link":"#);
-    push_string(out, product.image_link);
-    out.push_str(r#","brand":"#);
-    push_string(out, product.brand);
-    if let Some(category) = google_product_category {
-        out.push_str(r#","google_product_category":"#);
-        push_string(out, category);
+    if product.is_delete() {
+        out.push_str(r#"{"method":"DELETE","data":{"id":"#);
+        push_string(out, product.id);
+        out.push_str("}}");
+        return;
     }
-    if let Some(product_type) = product_type {
-        out.push_str(r#","product_type":"#);
-        push_string(out, product_type);
+    out.push_str(r#"{"method":"UPDATE","data":{"#);
+    let mut first = true;
+    let mut key = |out: &mut String, name: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+    };
+    let has_google_category = product.get(Field::GoogleProductCategory).is_some();
+    for (field, value) in product.fields() {
+        if field == Field::ProductType {
+            let (google, own) = match mapping {
+                ProductTypeMapping::GoogleProductCategory => (true, false),
+                ProductTypeMapping::ProductType => (false, true),
+                ProductTypeMapping::Both => (true, true),
+            };
+            if google && !has_google_category {
+                key(out, Field::GoogleProductCategory.name());
+                push_string(out, value);
+            }
+            if own {
+                key(out, field.name());
+                push_string(out, value);
+            }
+            continue;
+        }
+        key(out, field.name());
+        match field.kind() {
+            Kind::Text { .. }
+            | Kind::Url
+            | Kind::OneOf(_)
+            | Kind::DateRange
+            | Kind::Attributes { .. } => push_string(out, value),
+            Kind::Price => {
+                let price = if field == Field::SalePrice {
+                    product.sale_price()
+                } else {
+                    product.price()
+                };
+                // `parse_price` lets only digits and `.` into the amount and `A`-`Z` into the
+                // code, so there is nothing to escape.
+                match price {
+                    Some(price) => {
+                        out.push('"');
+                        out.push_str(price.amount());
+                        out.push(' ');
+                        out.push_str(price.currency());
+                        out.push('"');
+                    }
+                    None => push_string(out, value),
+                }
+            }
+            Kind::Count => out.push_str(count_digits(value).unwrap_or("0")),
+            Kind::Weight => match parse_weight(value) {
+                Some((amount, unit)) => {
+                    out.push('"');
+                    out.push_str(amount);
+                    out.push(' ');
+                    out.push_str(unit);
+                    out.push('"');
+                }
+                None => push_string(out, value),
+            },
+            Kind::UrlList { .. } => {
+                out.push('[');
+                for (n, url) in list_items(value).enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    push_string(out, url);
+                }
+                out.push(']');
+            }
+            Kind::VideoList { .. } => {
+                out.push('[');
+                for (n, url) in list_items(value).enumerate() {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(r#"{"url":"#);
+                    push_string(out, url);
+                    out.push('}');
+                }
+                out.push(']');
+            }
+            // Never among a product's fields; written as a string should that change.
+            Kind::Method => push_string(out, value),
+        }
     }
     out.push_str("}}");
 }
@@ -188,82 +256,30 @@ fn needs_escape(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde::Serialize;
+    use serde_json::{Value, json};
 
     use super::*;
-    use crate::rules::{Price, parse_price};
+    use crate::rules::validate_fields;
 
-    /// The request as it was first written, with `serde_json`: the reference for the output.
-    #[derive(Serialize)]
-    struct Request<'a> {
-        method: &'static str,
-        data: Data<'a>,
+    fn request(product: &Product<'_>, mapping: ProductTypeMapping) -> Value {
+        let mut out = Vec::new();
+        write_request(product, mapping, &mut out).expect("write");
+        serde_json::from_slice(&out).expect("valid JSON")
     }
 
-    #[derive(Serialize)]
-    struct Data<'a> {
-        id: &'a str,
-        title: &'a str,
-        description: &'a str,
-        availability: &'a str,
-        condition: &'a str,
-        #[serde(serialize_with = "as_display")]
-        price: Price<'a>,
-        link: &'a str,
-        image_link: &'a str,
-        brand: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        google_product_category: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        product_type: Option<&'a str>,
-    }
-
-    fn as_display<S: serde::Serializer>(
-        price: &Price<'_>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(price)
-    }
-
-    fn with_serde(product: &Product<'_>, mapping: ProductTypeMapping) -> Vec<u8> {
-        let category = Some(product.product_type).filter(|value| !value.is_empty());
-        let (google_product_category, product_type) = match mapping {
-            ProductTypeMapping::GoogleProductCategory => (category, None),
-            ProductTypeMapping::ProductType => (None, category),
-            ProductTypeMapping::Both => (category, category),
-        };
-        let request = Request {
-            method: "UPDATE",
-            data: Data {
-                id: product.id,
-                title: product.title,
-                description: product.description,
-                availability: product.availability,
-                condition: product.condition,
-                price: product.price,
-                link: product.link,
-                image_link: product.image_link,
-                brand: product.brand,
-                google_product_category,
-                product_type,
-            },
-        };
-        serde_json::to_vec(&request).expect("serialise")
-    }
-
-    fn product<'a>(text: &'a str, other: &'a str, price: Price<'a>) -> Product<'a> {
-        Product {
-            id: text,
-            title: other,
-            description: text,
-            link: other,
-            image_link: text,
-            availability: "in stock",
-            price,
-            brand: other,
-            condition: "new",
-            product_type: text,
-        }
+    fn original<'a>(text: &'a str, other: &'a str) -> Vec<(Field, &'a str)> {
+        vec![
+            (Field::Id, text),
+            (Field::Title, other),
+            (Field::Description, text),
+            (Field::Link, "https://shop.example/p"),
+            (Field::ImageLink, "https://cdn.example/i.jpg"),
+            (Field::Availability, "in stock"),
+            (Field::Price, "25.99 usd"),
+            (Field::Brand, other),
+            (Field::Condition, "new"),
+            (Field::ProductType, text),
+        ]
     }
 
     const MAPPINGS: [ProductTypeMapping; 3] = [
@@ -273,17 +289,80 @@ mod tests {
     ];
 
     #[test]
+    fn every_field_kind_is_written_as_meta_expects() {
+        let mut fields = original("SKU-1", "Mug");
+        fields.extend([
+            (Field::SalePrice, "19.5 USD"),
+            (
+                Field::SalePriceEffectiveDate,
+                "2026-12-01T00:00+01:00/2026-12-31T23:59+01:00",
+            ),
+            (Field::QuantityToSellOnFacebook, "007"),
+            (Field::ShippingWeight, "1.5 KG"),
+            (
+                Field::AdditionalImageLink,
+                "https://cdn.example/a.jpg, https://cdn.example/b.jpg,",
+            ),
+            (Field::Video, "https://cdn.example/v.mp4"),
+            (Field::Gender, "Female"),
+            (Field::Gtin, ""),
+            (Field::AdditionalVariantAttribute, "Scent:Lavender"),
+        ]);
+        let product = validate_fields(&fields).expect("valid");
+        assert_eq!(
+            request(&product, ProductTypeMapping::default()),
+            json!({"method": "UPDATE", "data": {
+                "id": "SKU-1", "title": "Mug", "description": "SKU-1",
+                "availability": "in stock", "condition": "new", "price": "25.99 USD",
+                "link": "https://shop.example/p", "image_link": "https://cdn.example/i.jpg",
+                "brand": "Mug", "product_type": "SKU-1",
+                "sale_price": "19.5 USD",
+                "sale_price_effective_date": "2026-12-01T00:00+01:00/2026-12-31T23:59+01:00",
+                "quantity_to_sell_on_facebook": 7,
+                "shipping_weight": "1.5 kg",
+                "additional_image_link": ["https://cdn.example/a.jpg", "https://cdn.example/b.jpg"],
+                "video": [{"url": "https://cdn.example/v.mp4"}],
+                "gender": "female",
+                "additional_variant_attribute": "Scent:Lavender"
+            }})
+        );
+    }
+
+    #[test]
+    fn a_delete_sends_only_the_id() {
+        let product =
+            validate_fields(&[(Field::Id, "SKU-\"1"), (Field::Method, "Delete")]).expect("valid");
+        let mut out = Vec::new();
+        write_request(&product, ProductTypeMapping::default(), &mut out).expect("write");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            r#"{"method":"DELETE","data":{"id":"SKU-\"1"}}"#
+        );
+    }
+
+    #[test]
+    fn a_google_product_category_column_wins_over_the_mapped_product_type() {
+        let mut fields = original("SKU-1", "Mug");
+        fields.push((Field::GoogleProductCategory, "2169"));
+        fields.push((Field::FbProductCategory, "Home > Mugs"));
+        let product = validate_fields(&fields).expect("valid");
+        for mapping in MAPPINGS {
+            let data = &request(&product, mapping)["data"];
+            assert_eq!(data["google_product_category"], "2169", "{mapping}");
+            assert_eq!(data["fb_product_category"], "Home > Mugs", "{mapping}");
+        }
+    }
+
+    #[test]
     fn every_escape_matches_serde_json() {
         let every_ascii: String = (0u8..=0x7F).map(char::from).collect();
-        let price = parse_price("25.99 usd").expect("price");
-        for text in [every_ascii.as_str(), "", "\"\\", "tab\there é ü 😀 \u{7f}"] {
+        for text in [every_ascii.as_str(), "x", "\"\\", "tab\there é ü 😀 \u{7f}"] {
             for mapping in MAPPINGS {
-                let mut out = Vec::new();
-                write_request(&product(text, "x", price), mapping, &mut out).expect("write");
-                assert_eq!(
-                    String::from_utf8_lossy(&out),
-                    String::from_utf8_lossy(&with_serde(&product(text, "x", price), mapping)),
-                );
+                let mut fields = original(text, "x");
+                fields[0].1 = "SKU-1";
+                let product = validate_fields(&fields).expect("valid");
+                let data = request(&product, mapping)["data"].clone();
+                assert_eq!(data["description"], text.trim());
             }
         }
     }
@@ -308,19 +387,17 @@ mod tests {
 
     proptest! {
         #[test]
-        fn output_is_byte_for_byte_what_serde_json_writes(
-            text in "(?s).{0,80}",
-            other in "[\\x00-\\x7f]{0,40}",
-            amount in "[0-9]{1,6}(\\.[0-9]{1,2})?",
-            code in "(usd|EUR|Iqd)",
+        fn every_value_survives_the_request_intact(
+            text in "[^\\s,](?s).{0,80}[^\\s,]",
+            other in "[\\x21-\\x7e]{1,40}",
             mapping in 0usize..3,
         ) {
-            let raw = format!("{amount} {code}");
-            let price = parse_price(&raw).expect("price");
-            let product = product(&text, &other, price);
-            let mut out = Vec::new();
-            write_request(&product, MAPPINGS[mapping], &mut out).expect("write");
-            prop_assert_eq!(out, with_serde(&product, MAPPINGS[mapping]));
+            let product = validate_fields(&original(&text, &other)).expect("valid");
+            let data = request(&product, MAPPINGS[mapping])["data"].clone();
+            prop_assert_eq!(&data["id"], text.trim());
+            prop_assert_eq!(&data["title"], other.as_str());
+            prop_assert_eq!(&data["brand"], other.as_str());
+            prop_assert_eq!(&data["description"], text.trim());
         }
     }
 }

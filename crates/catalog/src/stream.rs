@@ -46,6 +46,9 @@ pub struct RowCounts {
     pub valid: u64,
     /// Rows that broke at least one rule.
     pub rejected: u64,
+    /// Valid rows that ask for their product to be deleted (counted in `valid` too).
+    #[serde(default)]
+    pub deletes: u64,
 }
 
 impl RowCounts {
@@ -54,6 +57,7 @@ impl RowCounts {
         self.rows_read += other.rows_read;
         self.valid += other.valid;
         self.rejected += other.rejected;
+        self.deletes += other.deletes;
     }
 }
 
@@ -95,6 +99,7 @@ pub fn feed<R: Read, S: Sink>(
         match row {
             Row::Valid { line, product } => {
                 counts.valid += 1;
+                counts.deletes += u64::from(product.is_delete());
                 let pushed = batcher.push(&product, RowRef { source, line })?;
                 if let Some(superseded) = pushed.superseded {
                     sink.superseded(superseded).map_err(FeedError::Sink)?;

@@ -1,7 +1,8 @@
 //! Mapping to requests and batching: limits, order, duplicates.
 
 use catalog::{
-    Batch, BatchLimits, Batcher, Field, ProductTypeMapping, RowRef, form_encoded_len, validate,
+    Batch, BatchLimits, Batcher, Field, Problem, Product, ProductTypeMapping, RowRef,
+    form_encoded_len, validate_fields,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -19,6 +20,26 @@ fn values(id: &str) -> [String; 10] {
         "new".to_owned(),
         "Home > Mugs".to_owned(),
     ]
+}
+
+/// The ten columns of the original contract, in its order.
+const ORIGINAL: [Field; 10] = [
+    Field::Id,
+    Field::Title,
+    Field::Description,
+    Field::Link,
+    Field::ImageLink,
+    Field::Availability,
+    Field::Price,
+    Field::Brand,
+    Field::Condition,
+    Field::ProductType,
+];
+
+/// Checks a row of the original ten columns.
+fn validate(fields: [&str; 10]) -> Result<Product<'_>, Vec<Problem>> {
+    let pairs: Vec<(Field, &str)> = ORIGINAL.into_iter().zip(fields).collect();
+    validate_fields(&pairs)
 }
 
 fn push_all(batcher: &mut Batcher, ids: &[&str]) -> (Vec<Batch>, Vec<catalog::Superseded>) {
@@ -65,7 +86,12 @@ fn batch_size_must_be_between_1_and_5000() {
 
 #[test]
 fn a_request_is_an_update_with_every_field() {
-    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    // Issue 14 changed the default on purpose: the category path goes to Meta's product_type;
+    // the seed's mapping is kept as ProductTypeMapping::GoogleProductCategory.
+    let mut batcher = Batcher::new(
+        BatchLimits::default(),
+        ProductTypeMapping::GoogleProductCategory,
+    );
     let (batches, _) = push_all(&mut batcher, &["SKU-1"]);
     let requests: Value = serde_json::from_str(&batches[0].requests_json).unwrap();
     assert_eq!(
@@ -79,6 +105,15 @@ fn a_request_is_an_update_with_every_field() {
                 "brand": "Acme", "google_product_category": "Home > Mugs"
             }
         }])
+    );
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (default_batches, _) = push_all(&mut batcher, &["SKU-1"]);
+    let default_requests: Value = serde_json::from_str(&default_batches[0].requests_json).unwrap();
+    assert_eq!(default_requests[0]["data"]["product_type"], "Home > Mugs");
+    assert!(
+        default_requests[0]["data"]
+            .get("google_product_category")
+            .is_none()
     );
     let body: Value = serde_json::from_str(&batches[0].body_json()).unwrap();
     assert_eq!(body["item_type"], "PRODUCT_ITEM");
@@ -111,7 +146,7 @@ fn product_type_mapping_is_configurable() {
 #[test]
 fn an_empty_product_type_is_left_out_rather_than_clearing_the_category() {
     let mut owned = values("A");
-    owned[Field::ProductType.index()].clear();
+    owned[9].clear(); // product_type
     let fields: [&str; 10] = std::array::from_fn(|i| owned[i].as_str());
     let product = validate(fields).unwrap();
     let mut out = Vec::new();
@@ -266,4 +301,31 @@ proptest! {
             prop_assert!(sent_lines.contains(&last));
         }
     }
+}
+
+#[test]
+fn a_delete_is_a_delete_request_and_the_last_row_of_an_id_wins() {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let update = values("A");
+    let update: [&str; 10] = std::array::from_fn(|i| update[i].as_str());
+    let update = validate(update).expect("valid");
+    let delete = validate_fields(&[(Field::Id, "A"), (Field::Method, "delete")]).expect("valid");
+    let row = |line| RowRef { source: 0, line };
+    let first = batcher.push(&update, row(2)).expect("push");
+    assert!(first.superseded.is_none());
+    let second = batcher.push(&delete, row(3)).expect("push");
+    assert_eq!(second.superseded.expect("superseded").earlier.line, 2);
+    let batch = batcher.finish().expect("batch");
+    let requests: Value = serde_json::from_str(&batch.requests_json).unwrap();
+    assert_eq!(
+        requests,
+        serde_json::json!([{"method": "DELETE", "data": {"id": "A"}}])
+    );
+    // And an update after a delete wins in turn.
+    batcher.push(&delete, row(4)).expect("push");
+    batcher.push(&update, row(5)).expect("push");
+    let batch = batcher.finish().expect("batch");
+    let requests: Value = serde_json::from_str(&batch.requests_json).unwrap();
+    assert_eq!(requests[0]["method"], "UPDATE");
+    assert_eq!(batch.len(), 1);
 }

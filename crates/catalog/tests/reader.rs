@@ -1,6 +1,6 @@
 //! File-level and row-level behaviour of the streaming reader.
 
-use catalog::{FileError, ProblemKind, ProductReader, ReaderLimits, Row};
+use catalog::{Field, FileError, ProblemKind, ProductReader, ReaderLimits, Row};
 
 const HEADER: &str = catalog::REQUIRED_HEADER;
 const GOOD: &str = "SKU-1,Blue mug,A blue mug.,https://shop.example/p/1,https://cdn.example/1.jpg,in stock,25.99 USD,Acme,new,Home > Mugs";
@@ -88,7 +88,10 @@ fn quoted_fields_with_commas_quotes_and_newlines_keep_line_numbers_right() {
         Row::Valid { line, product } => {
             assert_eq!(line, 2);
             assert_eq!(product.title, "Mug, blue");
-            assert_eq!(product.description, "Line one\nline \"two\"\nline three");
+            assert_eq!(
+                product.get(Field::Description),
+                Some("Line one\nline \"two\"\nline three")
+            );
         }
         Row::Rejected(r) => panic!("rejected: {r:?}"),
     }
@@ -106,9 +109,9 @@ fn columns_may_come_in_any_order_and_case_with_extras_ignored() {
     assert_eq!(reader.extra_columns(), ["colour", "(unnamed column 12)"]);
     match reader.next_row().unwrap().unwrap() {
         Row::Valid { product, .. } => {
-            assert_eq!(product.brand, "Acme");
-            assert_eq!(product.price.to_string(), "5 EUR");
-            assert_eq!(product.availability, "preorder");
+            assert_eq!(product.get(Field::Brand), Some("Acme"));
+            assert_eq!(product.price().unwrap().to_string(), "5 EUR");
+            assert_eq!(product.get(Field::Availability), Some("preorder"));
         }
         Row::Rejected(r) => panic!("rejected: {r:?}"),
     }
@@ -116,17 +119,47 @@ fn columns_may_come_in_any_order_and_case_with_extras_ignored() {
 
 #[test]
 fn missing_columns_reject_the_file_naming_each() {
-    let csv =
-        "id,title,description,link,image_link,availability,brand,condition\nA,B,C,D,E,F,G,H\n";
+    // Issue 14: product_type is optional now (it was required); price still is, and one of
+    // brand, gtin, mpn is needed.
+    let csv = "id,title,description,link,image_link,availability,condition\nA,B,C,D,E,F,G\n";
     let err = read_all(csv.as_bytes()).unwrap_err();
     match &err {
         FileError::MissingColumns { missing, .. } => {
-            assert_eq!(missing, &vec!["price", "product_type"])
+            assert_eq!(missing, &vec!["price", "brand, gtin or mpn"])
         }
         other => panic!("{other:?}"),
     }
     let message = err.to_string();
-    assert!(message.starts_with("line 1: missing required column(s) price, product_type"));
+    assert!(message.starts_with("line 1: missing required column(s) price, brand, gtin or mpn"));
+}
+
+#[test]
+fn only_the_columns_a_file_needs_must_be_present() {
+    let csv = "id,title,description,link,image_link,availability,condition,price,gtin\n\
+               A,T,D,https://a.example/,https://a.example/i.png,in stock,new,5 EUR,4006381333931\n";
+    assert_eq!(read_all(csv.as_bytes()).unwrap(), vec![valid(2, "A")]);
+    // A file of deletes needs only id and method.
+    let csv = "id,method\nA,delete\nB,update\n";
+    let rows = read_all(csv.as_bytes()).unwrap();
+    assert_eq!(rows[0], valid(2, "A"));
+    assert_eq!(rows[1].line, 3);
+    assert!(
+        rows[1]
+            .problems
+            .iter()
+            .all(|code| *code == "missing_column" || *code == "empty")
+    );
+    assert!(rows[1].problems.contains(&"missing_column"));
+}
+
+#[test]
+fn unknown_columns_are_named_once_with_the_nearest_field() {
+    let csv = format!("{HEADER},salePrice,warehouse\n{GOOD},4 USD,W1\n");
+    let reader = ProductReader::new(csv.as_bytes()).unwrap();
+    assert_eq!(
+        reader.layout().extra_columns_warning().as_deref(),
+        Some("extra columns ignored: salePrice (did you mean sale_price?), warehouse")
+    );
 }
 
 #[test]
@@ -369,4 +402,41 @@ fn position_tracks_lines_bytes_and_rows_for_resuming() {
     }
     assert!(resumed.next_row().unwrap().is_none());
     assert_eq!(resumed.position().rows, 2);
+}
+
+#[test]
+fn a_column_mapping_renames_columns_and_fixes_values() {
+    let mapping: catalog::ColumnMapping = "sale_price=salePrice; brand=Marke; condition:=new"
+        .parse()
+        .unwrap();
+    // No condition column at all: the fixed value stands in for it.
+    let csv = "id,title,description,link,image_link,availability,price,Marke,salePrice\n\
+               A,T,D,https://a.example/,https://a.example/i.png,in stock,5 EUR,Acme,4 EUR\n\
+               B,T,D,https://a.example/,https://a.example/i.png,in stock,5 EUR,Acme,6 EUR\n";
+    let mut reader =
+        ProductReader::with_mapping(csv.as_bytes(), ReaderLimits::default(), &mapping).unwrap();
+    assert!(reader.extra_columns().is_empty());
+    match reader.next_row().unwrap().unwrap() {
+        Row::Valid { product, .. } => {
+            assert_eq!(product.get(Field::Brand), Some("Acme"));
+            assert_eq!(product.get(Field::Condition), Some("new"));
+            assert_eq!(product.sale_price().unwrap().to_string(), "4 EUR");
+        }
+        Row::Rejected(r) => panic!("{r:?}"),
+    }
+    match reader.next_row().unwrap().unwrap() {
+        Row::Rejected(r) => assert_eq!(r.problems[0].kind.code(), "sale_above_price"),
+        Row::Valid { .. } => panic!("a sale price above the price passed"),
+    }
+    // Without the mapping the same file misses its condition and identifier columns.
+    assert!(matches!(
+        ProductReader::new(csv.as_bytes()),
+        Err(FileError::MissingColumns { .. })
+    ));
+    // A renamed column and a column of the field's own name are one field twice.
+    let twice = "id,brand,Marke\nA,B,C\n";
+    assert!(matches!(
+        ProductReader::with_mapping(twice.as_bytes(), ReaderLimits::default(), &mapping),
+        Err(FileError::DuplicateColumn { name: "brand", .. })
+    ));
 }

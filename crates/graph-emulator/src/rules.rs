@@ -4,8 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
+// Meta's product rules, written here from Meta's documentation (the "Supported fields for
+// products" catalog reference, the Catalog Batch API reference, "Product variants", "Quantity to
+// Sell") and independently of the `catalog` crate, whose validator this emulator checks.
+
 /// Fields every new product must carry.
-pub(crate) const REQUIRED_FIELDS: [&str; 9] = [
+pub(crate) const REQUIRED_FIELDS: [&str; 8] = [
     "id",
     "title",
     "description",
@@ -14,8 +18,9 @@ pub(crate) const REQUIRED_FIELDS: [&str; 9] = [
     "price",
     "link",
     "image_link",
-    "brand",
 ];
+/// A new product needs at least one of these identifiers.
+const IDENTIFIERS: [&str; 3] = ["brand", "gtin", "mpn"];
 /// Accepted `availability` values.
 const AVAILABILITY: [&str; 5] = [
     "in stock",
@@ -26,6 +31,82 @@ const AVAILABILITY: [&str; 5] = [
 ];
 /// Accepted `condition` values.
 const CONDITION: [&str; 3] = ["new", "refurbished", "used"];
+/// Fields whose values tell the variants of one `item_group_id` apart.
+const VARIANT_FIELDS: [&str; 7] = [
+    "color",
+    "size",
+    "pattern",
+    "material",
+    "gender",
+    "age_group",
+    "additional_variant_attribute",
+];
+
+/// What Meta accepts in one field of `data`.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// A string of at most this many characters.
+    Text(usize),
+    /// One of these strings, exactly.
+    OneOf(&'static [&'static str]),
+    /// `9.99 USD`.
+    Price,
+    /// An absolute http(s) URL.
+    Url,
+    /// A JSON array of at most this many URLs.
+    UrlArray(usize),
+    /// A JSON array of at most this many `{"url": ...}` objects.
+    Videos(usize),
+    /// `start/end` in ISO 8601, the end not before the start.
+    DateRange,
+    /// A whole number, 0 or more.
+    Quantity,
+    /// `<number> <lb|oz|g|kg>`.
+    Weight,
+}
+
+/// Each known field and its rule; fields not listed are stored as sent.
+const FIELD_RULES: &[(&str, Rule)] = &[
+    ("title", Rule::Text(200)),
+    ("description", Rule::Text(9999)),
+    ("rich_text_description", Rule::Text(9999)),
+    ("availability", Rule::OneOf(&AVAILABILITY)),
+    ("condition", Rule::OneOf(&CONDITION)),
+    ("price", Rule::Price),
+    ("sale_price", Rule::Price),
+    ("sale_price_effective_date", Rule::DateRange),
+    ("link", Rule::Url),
+    ("image_link", Rule::Url),
+    ("additional_image_link", Rule::UrlArray(20)),
+    ("brand", Rule::Text(100)),
+    ("gtin", Rule::Text(70)),
+    ("mpn", Rule::Text(100)),
+    ("item_group_id", Rule::Text(100)),
+    ("color", Rule::Text(200)),
+    ("size", Rule::Text(200)),
+    ("material", Rule::Text(200)),
+    ("pattern", Rule::Text(100)),
+    ("gender", Rule::OneOf(&["female", "male", "unisex"])),
+    (
+        "age_group",
+        Rule::OneOf(&[
+            "adult", "all ages", "teen", "kids", "toddler", "infant", "newborn",
+        ]),
+    ),
+    ("product_type", Rule::Text(750)),
+    ("google_product_category", Rule::Text(250)),
+    ("fb_product_category", Rule::Text(250)),
+    ("quantity_to_sell_on_facebook", Rule::Quantity),
+    ("custom_label_0", Rule::Text(100)),
+    ("custom_label_1", Rule::Text(100)),
+    ("custom_label_2", Rule::Text(100)),
+    ("custom_label_3", Rule::Text(100)),
+    ("custom_label_4", Rule::Text(100)),
+    ("shipping_weight", Rule::Weight),
+    ("video", Rule::Videos(20)),
+    ("status", Rule::OneOf(&["active", "archived"])),
+    ("additional_variant_attribute", Rule::Text(1000)),
+];
 
 /// The products of one catalog: retailer id to fields (the `id` field included).
 pub(crate) type Items = BTreeMap<String, Map<String, Value>>;
@@ -120,7 +201,10 @@ pub(crate) fn process(items: &Items, requests: &[Value], allow_upsert: bool) -> 
             continue;
         }
         let errors = match plan(items, request, id, allow_upsert) {
-            Ok((change, warnings)) => {
+            Ok((change, mut warnings)) => {
+                if let (Change::Put(put_id, fields), Some(_)) = (&change, id) {
+                    warnings.extend(variant_warnings(items, &result.changes, put_id, fields));
+                }
                 result
                     .warnings
                     .extend(warnings.into_iter().map(|w| Problem::at(line, id, w)));
@@ -257,38 +341,123 @@ fn plan(
                 ));
             }
         }
+        if !IDENTIFIERS.iter().any(|name| has_text(&fields, name)) && errors.is_empty() {
+            errors.push(
+                "missing brand, gtin and mpn: a new product needs at least one of them".into(),
+            );
+        }
+    }
+    if errors.is_empty()
+        && let Some(problem) = sale_price_problem(&fields)
+    {
+        errors.push(problem);
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     let mut warnings = Vec::new();
-    let has_category = fields
-        .get("google_product_category")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.trim().is_empty());
-    if !has_category {
+    if !has_text(&fields, "google_product_category") && !has_text(&fields, "fb_product_category") {
         warnings.push(
-            "missing google_product_category: add a Google product category so the product can be classified".into(),
+            "missing google_product_category or fb_product_category: add a product category so the product can be classified for tax and purchase protection".into(),
         );
     }
     Ok((Change::Put(id.to_owned(), fields), warnings))
 }
 
+/// Whether `fields` holds a non-empty string for `name`.
+fn has_text(fields: &Map<String, Value>, name: &str) -> bool {
+    fields
+        .get(name)
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.trim().is_empty())
+}
+
+/// The sale price must be in the price's currency and not above it.
+fn sale_price_problem(fields: &Map<String, Value>) -> Option<String> {
+    let split = |name: &str| -> Option<(f64, String)> {
+        let (amount, code) = fields.get(name)?.as_str()?.split_once(' ')?;
+        Some((amount.parse().ok()?, code.to_owned()))
+    };
+    let (price, price_code) = split("price")?;
+    let (sale, sale_code) = split("sale_price")?;
+    if sale_code != price_code {
+        Some(format!(
+            "sale_price is in {sale_code} but price is in {price_code}: use one currency"
+        ))
+    } else if sale > price {
+        Some(format!(
+            "sale_price {sale} {sale_code} is higher than price {price} {price_code}"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Checks one field of `data` (not `id`); unknown fields are accepted as they are.
 fn check_field(name: &str, value: &Value) -> Result<(), String> {
-    let limit = match name {
-        "title" => Some(200),
-        "description" => Some(9999),
-        "brand" => Some(100),
-        "product_type" => Some(750),
-        "availability"
-        | "condition"
-        | "price"
-        | "link"
-        | "image_link"
-        | "google_product_category" => None,
-        _ => return Ok(()),
+    let Some(rule) = FIELD_RULES
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map(|(_, rule)| *rule)
+    else {
+        return Ok(());
     };
+    match rule {
+        Rule::UrlArray(max) => {
+            let Some(urls) = value.as_array() else {
+                return Err(format!("{name} must be an array of URLs"));
+            };
+            if urls.len() > max {
+                return Err(format!(
+                    "{name} has {} URLs; at most {max} are allowed",
+                    urls.len()
+                ));
+            }
+            for url in urls {
+                match url.as_str() {
+                    Some(text) if is_http_url(text) => {}
+                    _ => {
+                        return Err(format!(
+                            "{name} holds `{}`, not an absolute http(s) URL",
+                            short(&url.to_string())
+                        ));
+                    }
+                }
+            }
+            return Ok(());
+        }
+        Rule::Videos(max) => {
+            let Some(videos) = value.as_array() else {
+                return Err(format!(
+                    "{name} must be an array of {{\"url\": ...}} objects"
+                ));
+            };
+            if videos.len() > max {
+                return Err(format!(
+                    "{name} has {} videos; at most {max} are allowed",
+                    videos.len()
+                ));
+            }
+            for video in videos {
+                match video.get("url").and_then(Value::as_str) {
+                    Some(text) if is_http_url(text) => {}
+                    _ => return Err(format!("{name} entries need an absolute http(s) url")),
+                }
+            }
+            return Ok(());
+        }
+        Rule::Quantity => {
+            return match value {
+                Value::Number(n) if n.as_u64().is_some_and(|n| n <= i32::MAX as u64) => Ok(()),
+                Value::String(s) if s.parse::<u32>().is_ok_and(|n| n <= i32::MAX as u32) => Ok(()),
+                _ => Err(format!(
+                    "{name} `{}` must be a whole number of 0 or more",
+                    short(&value.to_string())
+                )),
+            };
+        }
+        _ => {}
+    }
     let Some(text) = value.as_str() else {
         return Err(format!("{name} must be a string"));
     };
@@ -300,35 +469,102 @@ fn check_field(name: &str, value: &Value) -> Result<(), String> {
             Ok(())
         };
     }
-    if let Some(limit) = limit {
-        let count = text.chars().count();
-        if count > limit {
-            return Err(format!(
-                "{name} is longer than {limit} characters ({count})"
-            ));
-        }
-    }
-    match name {
-        "availability" if !AVAILABILITY.contains(&text) => Err(format!(
-            "availability `{}` is not one of: {}",
-            short(text),
-            AVAILABILITY.join(", ")
+    let count = text.chars().count();
+    match rule {
+        Rule::Text(limit) if count > limit => Err(format!(
+            "{name} is longer than {limit} characters ({count})"
         )),
-        "condition" if !CONDITION.contains(&text) => Err(format!(
-            "condition `{}` is not one of: {}",
+        Rule::OneOf(allowed) if !allowed.contains(&text) => Err(format!(
+            "{name} `{}` is not one of: {}",
             short(text),
-            CONDITION.join(", ")
+            allowed.join(", ")
         )),
-        "price" if !is_price(text) => Err(format!(
-            "price `{}` must be a number with `.` as decimal separator, one space and an ISO 4217 code, e.g. 9.99 USD",
+        Rule::Price if !is_price(text) => Err(format!(
+            "{name} `{}` must be a number with `.` as decimal separator, one space and an ISO 4217 code, e.g. 9.99 USD",
             short(text)
         )),
-        "link" | "image_link" if !is_http_url(text) => Err(format!(
+        Rule::Url if !is_http_url(text) => Err(format!(
             "{name} `{}` is not an absolute http(s) URL",
+            short(text)
+        )),
+        Rule::DateRange if !is_date_range(text) => Err(format!(
+            "{name} `{}` must be two ISO 8601 times, start/end, and not end before it starts",
+            short(text)
+        )),
+        Rule::Weight if !is_weight(text) => Err(format!(
+            "{name} `{}` must be a number, one space and lb, oz, g or kg",
             short(text)
         )),
         _ => Ok(()),
     }
+}
+
+/// `start/end`, both ISO 8601 date-times with an offset (or dates), start not after end.
+fn is_date_range(text: &str) -> bool {
+    use time::format_description::well_known::Iso8601;
+    let instant = |part: &str| -> Option<time::OffsetDateTime> {
+        let part = part.trim();
+        time::OffsetDateTime::parse(part, &Iso8601::DEFAULT)
+            .ok()
+            .or_else(|| {
+                // `2011-03-01T13:00-0800`, as in Meta's own example.
+                let cut = part.len().checked_sub(2)?;
+                let (head, minutes) = (part.get(..cut)?, part.get(cut..)?);
+                let fixed = format!("{head}:{minutes}");
+                time::OffsetDateTime::parse(&fixed, &Iso8601::DEFAULT).ok()
+            })
+            .or_else(|| {
+                time::Date::parse(part, &Iso8601::DEFAULT)
+                    .ok()
+                    .map(|date| date.midnight().assume_utc())
+            })
+    };
+    let Some((start, end)) = text.split_once('/') else {
+        return false;
+    };
+    matches!((instant(start), instant(end)), (Some(start), Some(end)) if start <= end)
+}
+
+/// `1.5 kg`: a non-negative number, one space, a unit Meta lists.
+fn is_weight(text: &str) -> bool {
+    let Some((number, unit)) = text.split_once(' ') else {
+        return false;
+    };
+    number.parse::<f64>().is_ok_and(|n| n >= 0.0)
+        && !number.contains(['e', 'E', '+', '-'])
+        && ["lb", "oz", "g", "kg"].contains(&unit)
+}
+
+/// Warnings for variants: items sharing an `item_group_id` must differ in a variant field.
+fn variant_warnings(
+    items: &Items,
+    changes: &[Change],
+    id: &str,
+    fields: &Map<String, Value>,
+) -> Option<String> {
+    let group = fields.get("item_group_id")?.as_str()?;
+    let signature = |item: &Map<String, Value>| -> Vec<Option<Value>> {
+        VARIANT_FIELDS
+            .iter()
+            .map(|name| item.get(*name).cloned())
+            .collect()
+    };
+    let own = signature(fields);
+    let planned = changes.iter().filter_map(|change| match change {
+        Change::Put(other, item) => Some((other.as_str(), item)),
+        Change::Delete(_) => None,
+    });
+    let clash = items
+        .iter()
+        .map(|(other, item)| (other.as_str(), item))
+        .chain(planned)
+        .filter(|(other, _)| *other != id)
+        .filter(|(_, item)| item.get("item_group_id").and_then(Value::as_str) == Some(group))
+        .find(|(_, item)| signature(item) == own)?;
+    Some(format!(
+        "item {id} and item {} of item_group_id {group} have the same variant values (color, size, pattern, material, gender, age_group, additional_variant_attribute); give each variant a different value",
+        clash.0
+    ))
 }
 
 /// `9.99 USD`: digits, optionally `.` and digits, one space, three upper-case letters.
@@ -599,5 +835,89 @@ mod tests {
         let mut items = Items::new();
         apply(&mut items, r.changes);
         assert_eq!(items["105"]["id"], "105");
+    }
+
+    #[test]
+    fn one_identifier_of_brand_gtin_mpn_is_needed() {
+        let mut data = full("g");
+        data.as_object_mut().unwrap().remove("brand");
+        let r = process(&Items::new(), &[req("CREATE", data.clone())], false);
+        assert!(
+            r.errors[0].message.contains("brand, gtin and mpn"),
+            "{:?}",
+            r.errors
+        );
+        data["gtin"] = json!("4006381333931");
+        let r = process(&Items::new(), &[req("CREATE", data)], false);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn new_fields_follow_meta_rules() {
+        let mut good = full("n");
+        good["additional_image_link"] = json!(["https://cdn.example/1.jpg"]);
+        good["sale_price"] = json!("5.00 USD");
+        good["sale_price_effective_date"] = json!("2026-12-01T00:00+01:00/2026-12-31T23:59+01:00");
+        good["quantity_to_sell_on_facebook"] = json!(12);
+        good["shipping_weight"] = json!("1.5 kg");
+        good["video"] = json!([{"url": "https://cdn.example/v.mp4"}]);
+        good["gender"] = json!("unisex");
+        good["status"] = json!("active");
+        let r = process(&Items::new(), &[req("CREATE", good.clone())], false);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+
+        let images: Vec<String> = (0..21)
+            .map(|n| format!("https://cdn.example/{n}.jpg"))
+            .collect();
+        for (field, bad, expected) in [
+            ("additional_image_link", json!(images), "at most 20"),
+            ("sale_price", json!("10.00 USD"), "higher than price"),
+            ("sale_price", json!("5.00 EUR"), "currency"),
+            (
+                "sale_price_effective_date",
+                json!("2026-12-31/2026-12-01"),
+                "ISO 8601",
+            ),
+            ("quantity_to_sell_on_facebook", json!(-1), "whole number"),
+            ("shipping_weight", json!("heavy"), "lb, oz, g or kg"),
+            ("gender", json!("girls"), "not one of"),
+            ("video", json!("https://cdn.example/v.mp4"), "array"),
+        ] {
+            let mut data = good.clone();
+            data[field] = bad;
+            let r = process(&Items::new(), &[req("CREATE", data)], false);
+            assert_eq!(r.errors.len(), 1, "{field}: {:?}", r.errors);
+            assert!(
+                r.errors[0].message.contains(expected),
+                "{field}: {:?}",
+                r.errors
+            );
+        }
+    }
+
+    #[test]
+    fn variants_of_one_group_must_differ() {
+        let variant = |id: &str, size: &str| {
+            let mut data = full(id);
+            data["item_group_id"] = json!("TEE");
+            data["size"] = json!(size);
+            req("UPDATE", data)
+        };
+        let mut items = Items::new();
+        let r = process(&items, &[variant("s", "S"), variant("m", "M")], true);
+        assert!(
+            r.warnings.iter().all(|w| !w.message.contains("variant")),
+            "{:?}",
+            r.warnings
+        );
+        apply(&mut items, r.changes);
+        let r = process(&items, &[variant("m2", "M")], true);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.message.contains("item_group_id TEE")),
+            "{:?}",
+            r.warnings
+        );
     }
 }

@@ -40,8 +40,8 @@ pub(crate) struct ResumeAt {
     pub byte: u64,
     /// Data rows before it.
     pub rows: u64,
-    /// Column of each required field, in contract order.
-    pub columns: [usize; 10],
+    /// Column of each catalog field, in catalog order (`null` when the file has none).
+    pub columns: Vec<Option<usize>>,
     /// Columns in the header.
     pub width: usize,
     /// Extra columns (ignored).
@@ -55,7 +55,7 @@ impl ResumeAt {
             line: position.line,
             byte: position.byte,
             rows: position.rows,
-            columns: layout.columns,
+            columns: layout.columns.clone(),
             width: layout.width,
             extra: layout.extra.clone(),
         }
@@ -73,7 +73,7 @@ impl ResumeAt {
     /// The header layout to resume with.
     pub fn layout(&self) -> HeaderLayout {
         HeaderLayout {
-            columns: self.columns,
+            columns: self.columns.clone(),
             width: self.width,
             extra: self.extra.clone(),
         }
@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn resume_at_round_trips_the_position_and_layout() {
         let layout = HeaderLayout {
-            columns: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+            columns: (0..catalog::FIELD_COUNT).map(Some).collect(),
             width: 11,
             extra: vec!["color".to_owned()],
         };

@@ -58,8 +58,8 @@ pub fn sample_files() -> Vec<PathBuf> {
     files
 }
 
-/// Collects the product ids of every batch.
-struct Ids(BTreeSet<String>);
+/// Collects the product ids of every batch, and those of its DELETE requests apart.
+struct Ids(BTreeSet<String>, BTreeSet<String>);
 
 impl catalog::Sink for Ids {
     type Error = std::convert::Infallible;
@@ -75,8 +75,11 @@ impl catalog::Sink for Ids {
     fn batch(&mut self, batch: catalog::Batch) -> Result<(), Self::Error> {
         let requests: Vec<Value> = serde_json::from_str(&batch.requests_json).unwrap();
         for request in requests {
-            self.0
-                .insert(request["data"]["id"].as_str().unwrap().to_owned());
+            let id = request["data"]["id"].as_str().unwrap().to_owned();
+            if request["method"] == "DELETE" {
+                self.1.insert(id.clone());
+            }
+            self.0.insert(id);
         }
         Ok(())
     }
@@ -84,18 +87,28 @@ impl catalog::Sink for Ids {
 
 /// The ids the catalog crate's rules send from `file`, as one upload.
 pub fn valid_ids(file: &Path) -> BTreeSet<String> {
+    sent_ids(file).0
+}
+
+/// The ids `file` asks to delete, as one upload.
+pub fn deleted_ids(file: &Path) -> BTreeSet<String> {
+    sent_ids(file).1
+}
+
+/// Every id sent from `file`, and the deleted ones among them.
+fn sent_ids(file: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let input = std::fs::File::open(file).unwrap();
     let mut reader = catalog::ProductReader::new(input).unwrap();
     let mut batcher = catalog::Batcher::new(
         catalog::BatchLimits::default(),
         catalog::ProductTypeMapping::default(),
     );
-    let mut ids = Ids(BTreeSet::new());
+    let mut ids = Ids(BTreeSet::new(), BTreeSet::new());
     catalog::feed(&mut reader, 0, &mut batcher, &mut ids).unwrap();
     if let Some(batch) = batcher.finish() {
         catalog::Sink::batch(&mut ids, batch).unwrap();
     }
-    ids.0
+    (ids.0, ids.1)
 }
 
 /// Every file under `dir`, as paths relative to it with `/` separators, sorted.

@@ -109,6 +109,7 @@ impl Parsed {
                 rows_read: checkpoint.counts.rows_read,
                 valid: checkpoint.counts.valid,
                 rejected: checkpoint.counts.rejected,
+                ..catalog::RowCounts::default()
             },
             superseded: checkpoint.counts.superseded,
             warnings: checkpoint.warnings.clone(),
