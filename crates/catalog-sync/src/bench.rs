@@ -139,7 +139,10 @@ struct BenchReport {
     build: &'static str,
     batch_size: usize,
     seed: u64,
+    /// The original ten-column export, one entry per size.
     sizes: Vec<SizeReport>,
+    /// The wide export (every field filled), one entry per size.
+    wide: Vec<SizeReport>,
     lambda_dir: String,
     init_runs: u32,
     lambdas: Vec<LambdaReport>,
@@ -184,6 +187,7 @@ pub fn bench(options: BenchOptions) -> anyhow::Result<u8> {
         batch_size: options.batch_size,
         seed: SEED,
         sizes: Vec::new(),
+        wide: Vec::new(),
         lambda_dir: lambda_dir.display().to_string(),
         init_runs: options.runs,
         lambdas: Vec::new(),
@@ -232,7 +236,11 @@ pub fn bench(options: BenchOptions) -> anyhow::Result<u8> {
         if text {
             print_size(&mut out, &size)?;
         }
-        report.sizes.push(size);
+        if wide {
+            report.wide.push(size);
+        } else {
+            report.sizes.push(size);
+        }
     }
 
     if text {

@@ -9,7 +9,16 @@ use serde_json::Value;
 fn bench_json_reports_each_size_and_the_missing_lambda_binaries() {
     let lambda_dir = tempfile::tempdir().unwrap();
     let output = common::catalog_sync()
-        .args(["bench", "--rows", "2000,3000", "--runs", "1", "--json"])
+        .args([
+            "bench",
+            "--rows",
+            "2000,3000",
+            "--wide-rows",
+            "1000",
+            "--runs",
+            "1",
+            "--json",
+        ])
         .arg("--lambda-dir")
         .arg(lambda_dir.path())
         .output()
@@ -31,6 +40,11 @@ fn bench_json_reports_each_size_and_the_missing_lambda_binaries() {
             assert!(size["cpu_s"].as_f64().unwrap() > 0.0, "{size}");
         }
     }
+    let wide = report["wide"].as_array().unwrap();
+    assert_eq!(wide.len(), 1, "the wide export is reported apart");
+    assert_eq!(wide[0]["rows"], 1000);
+    assert_eq!(wide[0]["export"], "wide");
+    assert!(wide[0]["mb_per_s"].as_f64().unwrap() > 0.0, "{}", wide[0]);
     assert_eq!(report["batch_size"], 3000);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
 

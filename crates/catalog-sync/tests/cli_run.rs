@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{catalog_ids, catalog_sync, files_under, sample_files, samples_dir, text, valid_ids};
+use common::{
+    catalog_ids, catalog_sync, deleted_ids, files_under, sample_files, samples_dir, text, valid_ids,
+};
 use serde_json::Value;
 
 /// A root with the sample exports in `landing/data/`.
@@ -64,7 +66,11 @@ fn run_processes_every_file_then_polls_until_the_emulator_has_answered() {
     assert!(stderr.contains("EMULATOR MODE"), "{stderr}");
     // The rejected rows are alerted on the terminal and in alerts.log.
     assert!(stderr.contains("[alert] warning rows_rejected"), "{stderr}");
-    assert_eq!(stdout.matches(": archived:").count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.matches(": archived:").count(),
+        sample_files().len(),
+        "every sample is archived: {stdout}"
+    );
     assert!(stdout.contains("0 batch(es) still waiting"), "{stdout}");
 
     let files = files_under(root.path());
@@ -73,7 +79,7 @@ fn run_processes_every_file_then_polls_until_the_emulator_has_answered() {
             .iter()
             .filter(|f| f.starts_with("landing/archive/"))
             .count(),
-        3
+        sample_files().len()
     );
     assert!(!files.iter().any(|f| f.starts_with("synced/pending/")));
     assert_eq!(
@@ -81,11 +87,16 @@ fn run_processes_every_file_then_polls_until_the_emulator_has_answered() {
             .iter()
             .filter(|f| f.starts_with("synced/checked/"))
             .count(),
-        3
+        sample_files().len(),
+        "one batch per sample, each with its verdict"
     );
     let mut expected = BTreeSet::new();
     for sample in sample_files() {
         expected.extend(valid_ids(&sample));
+        // Files are processed in name order, so a delete removes what an earlier file sent.
+        for id in deleted_ids(&sample) {
+            expected.remove(&id);
+        }
     }
     assert_eq!(
         catalog_ids(&root.path().join("emulator-catalog.json")),
@@ -138,7 +149,10 @@ fn run_against_a_real_catalog_refuses_a_bad_token_before_touching_files() {
     assert!(stderr.contains("rejected the access token"), "{stderr}");
     assert!(!stderr.contains("not-the-token"), "{stderr}");
     assert!(!stderr.contains("EMULATOR MODE"));
-    assert_eq!(files_under(&root.path().join("landing/data")).len(), 3);
+    assert_eq!(
+        files_under(&root.path().join("landing/data")).len(),
+        sample_files().len()
+    );
 }
 
 /// A `run --watch --emulator` child whose stderr lines arrive on a channel.

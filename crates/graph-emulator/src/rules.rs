@@ -341,7 +341,7 @@ fn plan(
                 ));
             }
         }
-        if !IDENTIFIERS.iter().any(|name| has_text(&fields, name)) && errors.is_empty() {
+        if !IDENTIFIERS.iter().any(|name| has_text(&fields, name)) {
             errors.push(
                 "missing brand, gtin and mpn: a new product needs at least one of them".into(),
             );
@@ -356,9 +356,18 @@ fn plan(
         return Err(errors);
     }
     let mut warnings = Vec::new();
-    if !has_text(&fields, "google_product_category") && !has_text(&fields, "fb_product_category") {
+    // A retailer's own category path (product_type) is enough for a product to be shown; with
+    // no category at all, Meta cannot classify it for tax and purchase protection.
+    if ![
+        "google_product_category",
+        "fb_product_category",
+        "product_type",
+    ]
+    .iter()
+    .any(|name| has_text(&fields, name))
+    {
         warnings.push(
-            "missing google_product_category or fb_product_category: add a product category so the product can be classified for tax and purchase protection".into(),
+            "missing google_product_category, fb_product_category and product_type: add a product category so the product can be classified for tax and purchase protection".into(),
         );
     }
     Ok((Change::Put(id.to_owned(), fields), warnings))
