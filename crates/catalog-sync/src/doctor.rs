@@ -208,6 +208,14 @@ async fn catalog(
             return;
         }
     };
+    // Meta retires versions (code 2635); the one in use is worth seeing before it happens.
+    let version = &config.graph.api_version;
+    let origin = if version == graph::DEFAULT_API_VERSION {
+        "the built-in default"
+    } else {
+        "from GRAPH_API_VERSION"
+    };
+    checks.ok(&format!("Graph API version {version} ({origin})"));
     let check = format!(
         "catalog {} at {}/{}",
         config.catalog_id, config.graph.base_url, config.graph.api_version

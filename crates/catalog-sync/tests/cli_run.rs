@@ -476,6 +476,7 @@ fn doctor_checks_a_local_folder() {
         "access token",
         "catalog 100000000000001",
         "landing folder",
+        "Graph API version v27.0 (the built-in default)",
     ] {
         assert!(
             stdout.contains(&format!("ok   {check}")),
