@@ -214,6 +214,38 @@ impl Local {
         self.catalog.clone()
     }
 
+    /// The poller over the same folder and emulator, without the sweep.
+    fn poller(&self) -> Poller {
+        Poller::new(
+            self.services(),
+            PollSettings {
+                layout: self.processor.layout().clone(),
+                pending_max_age: Duration::from_secs(24 * 3600),
+                concurrency: 2,
+                sweep: None,
+            },
+        )
+    }
+
+    /// Processes `key` and returns its counts, report and batches; panics unless archived.
+    async fn archive(&self, key: &str) -> (sync::report::Counts, String, usize) {
+        let outcome = self
+            .processor
+            .process(LANDING_BUCKET, key, None)
+            .await
+            .expect("processed");
+        let FileOutcome::Archived {
+            counts,
+            report_key,
+            batches,
+            ..
+        } = outcome
+        else {
+            panic!("archived, not {outcome:?}");
+        };
+        (counts, report_key, batches)
+    }
+
     fn alert_log(&self) -> String {
         std::fs::read_to_string(self.root().join(sync::local::ALERTS_LOG)).unwrap_or_default()
     }
@@ -223,26 +255,11 @@ impl Local {
 async fn the_poller_records_every_verdict_of_a_locally_sent_file() {
     let local = local().await;
     local.land("data/export.csv", generated(100)).await;
-    let outcome = local
-        .processor
-        .process(LANDING_BUCKET, "data/export.csv", None)
-        .await
-        .expect("processed");
-    let FileOutcome::Archived { batches, .. } = outcome else {
-        panic!("archived, not {outcome:?}");
-    };
+    let (_, _, batches) = local.archive("data/export.csv").await;
     assert_eq!(batches, 3, "100 rows in batches of 40");
     assert_eq!(local.keys(SYNCED_BUCKET, "pending/").await.len(), 3);
 
-    let poller = Poller::new(
-        local.services(),
-        PollSettings {
-            layout: local.processor.layout().clone(),
-            pending_max_age: Duration::from_secs(24 * 3600),
-            concurrency: 2,
-            sweep: None,
-        },
-    );
+    let poller = local.poller();
     // The emulator answers "in progress" once per handle, then "finished".
     let first = poller.run(None).await.expect("first poll");
     assert_eq!(first.pending_found, 3);
@@ -333,32 +350,21 @@ async fn the_accepted_half_of_a_split_batch_is_recorded_when_the_other_half_fail
         ["data/export.csv"]
     );
 
-    let second = local
-        .processor
-        .process(LANDING_BUCKET, "data/export.csv", None)
-        .await
-        .expect("the retry sends the whole batch");
-    assert!(matches!(second, FileOutcome::Archived { .. }), "{second:?}");
+    // The retry sends the whole batch again.
+    local.archive("data/export.csv").await;
     assert_eq!(local.synced_json("pending/").await.len(), 2);
     assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 40);
 
-    let poller = Poller::new(
-        local.services(),
-        PollSettings {
-            layout: local.processor.layout().clone(),
-            pending_max_age: Duration::from_secs(24 * 3600),
-            concurrency: 2,
-            sweep: None,
-        },
-    );
+    let poller = local.poller();
     poller.run(None).await.expect("first poll");
     let summary = poller.run(None).await.expect("second poll");
     assert_eq!(summary.finished, 2, "both handles get their verdict");
     assert!(local.keys(SYNCED_BUCKET, "pending/").await.is_empty());
 }
 
-/// Products Meta refuses while taking the call are counted once each, reported with their CSV
-/// lines, not sent again in the same run, and sent again when the file comes again (issue 15).
+/// Products Meta refuses while taking the call are counted once each and reported with their
+/// CSV lines, and the call is not sent again; a call Meta takes nothing of (no `handles` key)
+/// counts each of its products once (issue 15).
 #[tokio::test]
 async fn products_refused_at_once_are_counted_once_with_their_lines() {
     let local = local().await;
@@ -369,17 +375,7 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
         "The price is not valid for this currency",
     );
     local.land("data/export.csv", csv.clone()).await;
-    let outcome = local
-        .processor
-        .process(LANDING_BUCKET, "data/export.csv", None)
-        .await
-        .expect("processed");
-    let FileOutcome::Archived {
-        counts, report_key, ..
-    } = outcome
-    else {
-        panic!("archived, not {outcome:?}");
-    };
+    let (counts, report_key, _) = local.archive("data/export.csv").await;
     assert_eq!(counts.refused_by_meta, 2);
     assert_eq!(counts.sent, 38);
     assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 38);
@@ -410,14 +406,7 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
     let again: Vec<&str> = ids.iter().map(String::as_str).collect();
     local.emulator.refuse_at_once(&again, "Temporarily refused");
     local.land("data/export.csv", csv).await;
-    let outcome = local
-        .processor
-        .process(LANDING_BUCKET, "data/export.csv", None)
-        .await
-        .expect("processed");
-    let FileOutcome::Archived { counts, .. } = outcome else {
-        panic!("archived, not {outcome:?}");
-    };
+    let (counts, _, _) = local.archive("data/export.csv").await;
     assert_eq!((counts.refused_by_meta, counts.sent), (40, 0));
     assert_eq!(
         local.synced_json("pending/").await.len(),
