@@ -11,12 +11,15 @@ use crate::rules::Product;
 
 /// Meta's hard limit of requests in one `items_batch` call.
 pub const META_MAX_ITEMS: usize = 5000;
-/// Meta's limit on a request body.
-pub const META_MAX_BODY_BYTES: usize = 28 * 1000 * 1000;
+/// Meta's documented limit on the `requests` parameter (30 MB, read as decimal megabytes);
+/// no configured budget may exceed it.
+pub const META_MAX_BODY_BYTES: usize = 30 * 1000 * 1000;
 /// Requests per call unless configured: Meta recommends staying under 3000.
 pub const DEFAULT_BATCH_SIZE: usize = 3000;
-/// Default byte budget of one form-encoded body, well below Meta's limit so the extra
-/// parameters and any proxy overhead never tip a batch over.
+/// Default byte budget of one form-encoded body, well below Meta's limit: the other form
+/// parameters and `appsecret_proof` add bytes, Meta may count the limit on the decoded or the
+/// encoded text, and a proxy in between may count differently, so a batch never sits at the
+/// edge (docs/meta-graph-api.md).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The form parameters sent before the `requests` value; counted in the byte budget.

@@ -623,9 +623,9 @@ async fn payload_too_large_recurses_until_it_fits_and_fails_on_one_request() {
 }
 
 #[tokio::test]
-async fn a_real_body_over_28_mb_is_split() {
+async fn a_real_body_over_30_mb_is_split() {
     let (emu, client) = start().await;
-    // Two requests of about 15 MB each: together over the emulator's 28 MB limit, each under it.
+    // Two requests of about 15.7 MB each: together over the emulator's 30 MB limit, each under it.
     let big = "x".repeat(15 * 1024 * 1024);
     let requests = Value::from(
         ["big1", "big2"]
