@@ -341,7 +341,11 @@ fn plan(
                 ));
             }
         }
-        if !IDENTIFIERS.iter().any(|name| has_text(&fields, name)) {
+        // As above, an identifier sent with a bad value is reported once, by its own rule.
+        if !IDENTIFIERS
+            .iter()
+            .any(|name| has_text(&fields, name) || has_text(data, name))
+        {
             errors.push(
                 "missing brand, gtin and mpn: a new product needs at least one of them".into(),
             );
