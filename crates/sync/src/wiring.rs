@@ -128,8 +128,8 @@ pub async fn local_services(
     })
 }
 
-/// Time kept back from a Lambda deadline to write reports and checkpoints after the last call.
-pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+// The margin is defined once, beside the lease that must cover it.
+pub use crate::process::DEADLINE_MARGIN;
 
 /// A Lambda deadline (milliseconds since the epoch) as a tokio instant, less [`DEADLINE_MARGIN`].
 pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
