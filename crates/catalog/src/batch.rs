@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use thiserror::Error;
 
-use crate::request::{ProductTypeMapping, push_request};
+use crate::request::{ProductTypeMapping, push_delete_request, push_request};
 use crate::rules::Product;
 
 /// Meta's hard limit of requests in one `items_batch` call.
@@ -123,8 +123,45 @@ pub struct Batch {
     pub number: u32,
     /// The `requests` parameter: a JSON array of `{"method":"UPDATE","data":{...}}`.
     pub requests_json: String,
-    /// The source row of each request, in order.
+    /// The source row of each request, in order (line 0 for a delete no row asked for: a
+    /// product a full snapshot no longer holds).
     pub rows: Vec<RowRef>,
+    /// The id and fingerprint of each request, in order: what change detection remembers once
+    /// Meta has taken the call.
+    pub items: Vec<BatchItem>,
+}
+
+/// One request of a batch as change detection remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    /// The retailer id.
+    pub id: String,
+    /// [`fingerprint`] of the request exactly as sent.
+    pub fingerprint: u64,
+    /// Whether the request deletes the product.
+    pub delete: bool,
+}
+
+/// A stable 64-bit fingerprint of one request's JSON: the first 8 bytes of its SHA-256.
+///
+/// Stored between runs, so it must not change with a library version or a process's random
+/// seed (which rules out `std`'s and foldhash's hashers); requests are written in the field
+/// table's order, so equal products give equal text.
+pub fn fingerprint(request_json: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(request_json.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// What change detection knows of the products Meta holds; [`Batcher::with_known`] consults it
+/// so that a product whose request is unchanged is not sent again. `sync` keeps it between runs.
+pub trait KnownProducts: Send {
+    /// A row named product `id` (valid or not): a full snapshot still holds it.
+    fn saw(&mut self, id: &str);
+    /// Whether product `id`'s last request as sent had this fingerprint and needs no resend.
+    fn unchanged(&mut self, id: &str, fingerprint: u64) -> bool;
 }
 
 impl Batch {
@@ -174,6 +211,8 @@ pub struct Pushed {
     pub superseded: Option<Superseded>,
     /// A batch that became full and is ready to send.
     pub batch: Option<Batch>,
+    /// The product's request equals the one Meta last took: it was not added.
+    pub unchanged: bool,
 }
 
 /// A request could not be serialised.
@@ -195,6 +234,8 @@ struct Slot {
     end: usize,
     encoded: usize,
     row: RowRef,
+    fingerprint: u64,
+    delete: bool,
     live: bool,
 }
 
@@ -218,6 +259,10 @@ pub struct Batcher {
     open_encoded: usize,
     scratch: String,
     next_number: u32,
+    /// The open batch's ids, concatenated; each slot's `id` range points into it.
+    open_ids: String,
+    open_id_ends: Vec<usize>,
+    known: Option<Box<dyn KnownProducts>>,
 }
 
 impl Batcher {
@@ -235,6 +280,22 @@ impl Batcher {
             open_encoded: 0,
             scratch: String::new(),
             next_number: 1,
+            open_ids: String::new(),
+            open_id_ends: Vec::new(),
+            known: None,
+        }
+    }
+
+    /// Skips products whose request equals what `known` says Meta last took.
+    pub fn with_known(mut self, known: Box<dyn KnownProducts>) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// Tells change detection that a rejected row named product `id`.
+    pub fn saw(&mut self, id: &str) {
+        if let Some(known) = self.known.as_mut() {
+            known.saw(id);
         }
     }
 
@@ -256,10 +317,49 @@ impl Batcher {
 
     /// Adds a valid product from `row`.
     pub fn push(&mut self, product: &Product<'_>, row: RowRef) -> Result<Pushed, SerializeError> {
-        let key = self.hasher.hash_one(product.id);
-        let mut pushed = Pushed::default();
+        self.scratch.clear();
+        push_request(product, self.mapping, &mut self.scratch);
+        self.push_request_text(product.id, product.is_delete(), row)
+    }
 
-        if let Some(earlier) = self.seen.insert(key, row.pack()) {
+    /// Adds a `DELETE` request for `id`, for a product no row asked to delete (one a full
+    /// snapshot no longer holds); it is never skipped as unchanged.
+    pub fn push_delete(&mut self, id: &str) -> Pushed {
+        self.scratch.clear();
+        push_delete_request(id, &mut self.scratch);
+        let row = RowRef { source: 0, line: 0 };
+        let key = self.hasher.hash_one(id);
+        self.seen.insert(key, row.pack());
+        let fingerprint = fingerprint(&self.scratch);
+        let mut pushed = Pushed::default();
+        self.append(key, id, fingerprint, true, row, &mut pushed);
+        pushed
+    }
+
+    /// Adds the request in `scratch` for product `id` from `row`.
+    fn push_request_text(
+        &mut self,
+        id: &str,
+        delete: bool,
+        row: RowRef,
+    ) -> Result<Pushed, SerializeError> {
+        let key = self.hasher.hash_one(id);
+        let mut pushed = Pushed::default();
+        let fingerprint = fingerprint(&self.scratch);
+
+        let earlier = self.seen.insert(key, row.pack());
+        if earlier.is_none() {
+            // A repeated id is never skipped: its earlier row may have gone out already, and
+            // the last row must win.
+            if let Some(known) = self.known.as_mut() {
+                known.saw(id);
+                if known.unchanged(id, fingerprint) {
+                    pushed.unchanged = true;
+                    return Ok(pushed);
+                }
+            }
+        }
+        if let Some(earlier) = earlier {
             let earlier = RowRef::unpack(earlier);
             let in_open_batch = self.open_index.remove(&key);
             if let Some(slot) = in_open_batch.and_then(|index| self.open_slots.get_mut(index)) {
@@ -270,13 +370,25 @@ impl Batcher {
             pushed.superseded = Some(Superseded {
                 earlier,
                 by: row,
-                id: product.id.to_owned(),
+                id: id.to_owned(),
                 already_batched: in_open_batch.is_none(),
             });
         }
+        self.append(key, id, fingerprint, delete, row, &mut pushed);
+        Ok(pushed)
+    }
 
-        self.scratch.clear();
-        push_request(product, self.mapping, &mut self.scratch);
+    /// Puts the request in `scratch` in the open batch, first completing the open batch if the
+    /// request would not fit.
+    fn append(
+        &mut self,
+        key: u64,
+        id: &str,
+        fingerprint: u64,
+        delete: bool,
+        row: RowRef,
+        pushed: &mut Pushed,
+    ) {
         let encoded = form_encoded_len(self.scratch.as_bytes()) + ENCODED_PUNCTUATION;
 
         if self.open_live > 0
@@ -296,11 +408,14 @@ impl Batcher {
             end: self.open_json.len(),
             encoded,
             row,
+            fingerprint,
+            delete,
             live: true,
         });
+        self.open_ids.push_str(id);
+        self.open_id_ends.push(self.open_ids.len());
         self.open_live += 1;
         self.open_encoded += encoded;
-        Ok(pushed)
     }
 
     /// The last, partly filled batch, if it holds anything.
@@ -324,6 +439,23 @@ impl Batcher {
             .filter(|slot| slot.live)
             .map(|slot| slot.row)
             .collect();
+        let mut items = Vec::with_capacity(rows.len());
+        let mut id_start = 0;
+        for (slot, &id_end) in self.open_slots.iter().zip(&self.open_id_ends) {
+            if slot.live {
+                items.push(BatchItem {
+                    // Ends were recorded after whole ids, so they are character boundaries.
+                    id: self
+                        .open_ids
+                        .get(id_start..id_end)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    fingerprint: slot.fingerprint,
+                    delete: slot.delete,
+                });
+            }
+            id_start = id_end;
+        }
         let mut requests_json = String::with_capacity(self.open_json.len() + 1);
         if rows.len() == self.open_slots.len() {
             // Nothing was superseded: the open text is the batch, copied in one piece.
@@ -341,6 +473,7 @@ impl Batcher {
             number: self.next_number,
             requests_json,
             rows,
+            items,
         };
         self.next_number += 1;
         self.clear_open();
@@ -353,6 +486,8 @@ impl Batcher {
         self.open_index.clear();
         self.open_live = 0;
         self.open_encoded = 0;
+        self.open_ids.clear();
+        self.open_id_ends.clear();
     }
 }
 

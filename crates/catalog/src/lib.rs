@@ -18,9 +18,9 @@ mod stream;
 pub mod synthetic;
 
 pub use batch::{
-    Batch, BatchLimits, BatchSizeError, Batcher, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BODY_BYTES,
-    META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed, RequestLines, RowRef, SerializeError, Superseded,
-    form_encoded_len,
+    Batch, BatchItem, BatchLimits, BatchSizeError, Batcher, DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_BODY_BYTES, KnownProducts, META_MAX_BODY_BYTES, META_MAX_ITEMS, Pushed,
+    RequestLines, RowRef, SerializeError, Superseded, fingerprint, form_encoded_len,
 };
 pub use field::{
     AGE_GROUP_VALUES, AVAILABILITY_VALUES, CONDITION_VALUES, FIELD_COUNT, FIELDS, Field, FieldSpec,

@@ -83,9 +83,7 @@ pub fn write_request(
 /// output back and compare it with the product.
 pub(crate) fn push_request(product: &Product<'_>, mapping: ProductTypeMapping, out: &mut String) {
     if product.is_delete() {
-        out.push_str(r#"{"method":"DELETE","data":{"id":"#);
-        push_string(out, product.id);
-        out.push_str("}}");
+        push_delete_request(product.id, out);
         return;
     }
     out.push_str(r#"{"method":"UPDATE","data":{"#);
@@ -180,6 +178,13 @@ pub(crate) fn push_request(product: &Product<'_>, mapping: ProductTypeMapping, o
             Kind::Method => push_string(out, value),
         }
     }
+    out.push_str("}}");
+}
+
+/// Appends the `DELETE` request of product `id` to `out`.
+pub(crate) fn push_delete_request(id: &str, out: &mut String) {
+    out.push_str(r#"{"method":"DELETE","data":{"id":"#);
+    push_string(out, id);
     out.push_str("}}");
 }
 

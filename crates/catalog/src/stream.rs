@@ -49,6 +49,10 @@ pub struct RowCounts {
     /// Valid rows that ask for their product to be deleted (counted in `valid` too).
     #[serde(default)]
     pub deletes: u64,
+    /// Valid rows not sent because Meta already holds their product exactly so (change
+    /// detection; counted in `valid` too).
+    #[serde(default)]
+    pub unchanged: u64,
 }
 
 impl RowCounts {
@@ -58,6 +62,7 @@ impl RowCounts {
         self.valid += other.valid;
         self.rejected += other.rejected;
         self.deletes += other.deletes;
+        self.unchanged += other.unchanged;
     }
 }
 
@@ -101,6 +106,7 @@ pub fn feed<R: Read, S: Sink>(
                 counts.valid += 1;
                 counts.deletes += u64::from(product.is_delete());
                 let pushed = batcher.push(&product, RowRef { source, line })?;
+                counts.unchanged += u64::from(pushed.unchanged);
                 if let Some(superseded) = pushed.superseded {
                     sink.superseded(superseded).map_err(FeedError::Sink)?;
                 }
@@ -110,6 +116,9 @@ pub fn feed<R: Read, S: Sink>(
             }
             Row::Rejected(rejected) => {
                 counts.rejected += 1;
+                if let Some(id) = rejected.id.as_deref() {
+                    batcher.saw(id);
+                }
                 sink.rejected(source, rejected).map_err(FeedError::Sink)?;
             }
         }

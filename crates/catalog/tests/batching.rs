@@ -329,3 +329,110 @@ fn a_delete_is_a_delete_request_and_the_last_row_of_an_id_wins() {
     assert_eq!(requests[0]["method"], "UPDATE");
     assert_eq!(batch.len(), 1);
 }
+
+/// Change detection in a test: a fixed map of id to the fingerprint Meta last took.
+#[derive(Default)]
+struct Remembered {
+    taken: std::collections::HashMap<String, u64>,
+    saw: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl catalog::KnownProducts for Remembered {
+    fn saw(&mut self, id: &str) {
+        self.saw.lock().expect("not poisoned").push(id.to_owned());
+    }
+
+    fn unchanged(&mut self, id: &str, fingerprint: u64) -> bool {
+        self.taken.get(id) == Some(&fingerprint)
+    }
+}
+
+/// The fingerprints of everything a plain batcher sends for `ids`.
+fn fingerprints_of(ids: &[&str]) -> std::collections::HashMap<String, u64> {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (batches, _) = push_all(&mut batcher, ids);
+    batches
+        .iter()
+        .flat_map(|batch| batch.items.iter())
+        .map(|item| (item.id.clone(), item.fingerprint))
+        .collect()
+}
+
+#[test]
+fn unchanged_products_are_not_batched_and_every_id_is_seen() {
+    let taken = fingerprints_of(&["a", "b"]);
+    let saw = std::sync::Arc::default();
+    let known = Remembered {
+        taken,
+        saw: std::sync::Arc::clone(&saw),
+    };
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default())
+        .with_known(Box::new(known));
+    let (batches, _) = push_all(&mut batcher, &["a", "b", "c"]);
+    let sent: Vec<&str> = batches
+        .iter()
+        .flat_map(|batch| batch.items.iter().map(|item| item.id.as_str()))
+        .collect();
+    assert_eq!(sent, ["c"]);
+    assert_eq!(*saw.lock().expect("not poisoned"), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_repeated_id_is_sent_even_when_its_last_row_is_unchanged() {
+    // "a" changed on line 2 and went out in a full batch; line 4 brings it back as Meta had
+    // it. Meta now holds line 2's version, so line 4 must go too: the last row wins.
+    let taken = fingerprints_of(&["a"]);
+    let limits = BatchLimits::new(1).expect("valid size");
+    let mut batcher =
+        Batcher::new(limits, ProductTypeMapping::default()).with_known(Box::new(Remembered {
+            taken,
+            saw: std::sync::Arc::default(),
+        }));
+    let changed = values("a").map(|v| v.replace("Title a", "Title a, new"));
+    let fields: [&str; 10] = std::array::from_fn(|i| changed[i].as_str());
+    let product = validate(fields).expect("valid");
+    let first = batcher
+        .push(&product, RowRef { source: 0, line: 2 })
+        .expect("serialises");
+    assert!(!first.unchanged);
+    let (batches, superseded) = push_all(&mut batcher, &["b", "a"]);
+    let sent: Vec<&str> = batches
+        .iter()
+        .flat_map(|batch| batch.items.iter().map(|item| item.id.as_str()))
+        .collect();
+    assert_eq!(sent, ["a", "b", "a"]);
+    assert_eq!(superseded.len(), 1);
+}
+
+#[test]
+fn each_item_carries_the_fingerprint_of_its_request_text() {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (batches, _) = push_all(&mut batcher, &["a", "b"]);
+    let deleted = batcher.push_delete("gone");
+    assert!(deleted.batch.is_none());
+    let last = batcher.finish().expect("the delete");
+    let requests: Vec<Value> = batches
+        .iter()
+        .chain([&last])
+        .flat_map(|batch| {
+            serde_json::from_str::<Vec<Value>>(&batch.requests_json).expect("a JSON array")
+        })
+        .collect();
+    let items: Vec<&catalog::BatchItem> = batches
+        .iter()
+        .chain([&last])
+        .flat_map(|batch| batch.items.iter())
+        .collect();
+    assert_eq!(requests.len(), items.len());
+    for (request, item) in requests.iter().zip(&items) {
+        assert_eq!(request["data"]["id"], item.id.as_str());
+        assert_eq!(request["method"] == "DELETE", item.delete);
+    }
+    let delete = r#"{"method":"DELETE","data":{"id":"gone"}}"#;
+    assert_eq!(last.requests_json, format!("[{delete}]"));
+    assert_eq!(items[2].fingerprint, catalog::fingerprint(delete));
+    assert_eq!(last.rows[0].line, 0);
+    assert_ne!(items[0].fingerprint, items[1].fingerprint);
+    // The same product gives the same fingerprint in another batcher (another random seed).
+    assert_eq!(fingerprints_of(&["a"])["a"], items[0].fingerprint);
+}
