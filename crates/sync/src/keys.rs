@@ -148,6 +148,44 @@ pub const SYNCED_PREFIXES: [&str; 5] = [
     PROGRESS_PREFIX,
 ];
 
+/// Prefix of change detection's state, one folder per catalog.
+pub const STATE_PREFIX: &str = "state/";
+
+/// `state/<catalog>/products.state`: what Meta holds of the catalog, as last sent.
+pub fn state_key(catalog_id: &str) -> String {
+    format!(
+        "{STATE_PREFIX}{}/products.state",
+        utf8_percent_encode(catalog_id, KEY_UNSAFE)
+    )
+}
+
+/// `state/<catalog>/verdicts/`: the poller's verdicts, folded in by the next sync.
+pub fn verdicts_prefix(catalog_id: &str) -> String {
+    format!(
+        "{STATE_PREFIX}{}/verdicts/",
+        utf8_percent_encode(catalog_id, KEY_UNSAFE)
+    )
+}
+
+/// `state/<catalog>/verdicts/<handle>.json`.
+pub fn verdict_key(catalog_id: &str, handle: &str) -> String {
+    format!(
+        "{}{}.json",
+        verdicts_prefix(catalog_id),
+        utf8_percent_encode(handle, KEY_UNSAFE)
+    )
+}
+
+/// `state/<catalog>/release/<landing key>.json`: a person allowed the held deletes of the
+/// snapshot landing at that key (`catalog-sync replay --allow-deletes`).
+pub fn release_key(catalog_id: &str, landing_key: &str) -> String {
+    format!(
+        "{STATE_PREFIX}{}/release/{}.json",
+        utf8_percent_encode(catalog_id, KEY_UNSAFE),
+        utf8_percent_encode(landing_key, KEY_UNSAFE)
+    )
+}
+
 /// Characters escaped when a handle becomes part of a key: Meta's handles are opaque.
 const KEY_UNSAFE: &AsciiSet = &CONTROLS
     .add(b'/')

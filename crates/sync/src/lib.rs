@@ -29,6 +29,7 @@ pub mod ports;
 pub mod process;
 pub mod progress;
 pub mod report;
+pub mod state;
 pub mod sweep;
 pub mod wiring;
 
