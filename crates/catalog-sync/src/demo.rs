@@ -395,8 +395,12 @@ fn summary_of(outcome: &FileOutcome) -> String {
             batches,
             ..
         } => format!(
-            "{key}: {} rows read, {} sent in {batches} batch(es), {} rejected, {} superseded by a later row -> archived",
-            counts.rows_read, counts.sent, counts.rejected, counts.superseded
+            "{key}: {} rows read, {} sent in {batches} batch(es){}, {} rejected, {} superseded by a later row -> archived",
+            counts.rows_read,
+            counts.sent,
+            counts.changes_text(),
+            counts.rejected,
+            counts.superseded
         ),
         FileOutcome::Rejected { key, .. } => {
             format!("{key}: the whole file was rejected -> rejected/")

@@ -158,9 +158,10 @@ pub fn send(
                         );
                     }
                     println!(
-                        "{name}: {} rows read, {} sent, {} rejected, {} superseded, {} refused by Meta",
+                        "{name}: {} rows read, {} sent{}, {} rejected, {} superseded, {} refused by Meta",
                         counts.rows_read,
                         counts.sent,
+                        counts.changes_text(),
                         counts.rejected,
                         counts.superseded,
                         counts.refused_by_meta

@@ -200,11 +200,12 @@ fn summary_line(tally: &EventSummary, pending: usize) -> String {
         String::new()
     };
     format!(
-        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
         tally.archived.len(),
         tally.rejected.len(),
         tally.failed.len(),
         counts.sent,
+        counts.changes_text(),
         counts.rejected,
     )
 }
@@ -544,6 +545,7 @@ mod tests {
             superseded: 0,
             sent: 3,
             refused_by_meta: 2,
+            ..Counts::default()
         };
         tally
             .record(

@@ -68,6 +68,27 @@ pub struct Config {
     pub stale_file_age: Duration,
     /// Re-drives of one file before it is moved to `failed/` (`MAX_REDRIVES`).
     pub max_redrives: u32,
+    /// Change detection and full snapshots (`RESEND_AFTER`, `MAX_DELETE_FRACTION`).
+    pub changes: ChangeSettings,
+}
+
+/// How change detection decides what to send and what a full snapshot may delete.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChangeSettings {
+    /// A product unchanged for this long is sent anyway (`RESEND_AFTER`; 0 sends everything).
+    pub resend_after: Duration,
+    /// Share of the known products one snapshot may delete before its deletes are held
+    /// (`MAX_DELETE_FRACTION`, from 0 to 1).
+    pub max_delete_fraction: f64,
+}
+
+impl Default for ChangeSettings {
+    fn default() -> Self {
+        ChangeSettings {
+            resend_after: crate::state::DEFAULT_RESEND_AFTER,
+            max_delete_fraction: crate::state::DEFAULT_MAX_DELETE_FRACTION,
+        }
+    }
 }
 
 /// Which variables are required: the Lambda functions need AWS resources named.
@@ -113,6 +134,9 @@ pub const VARIABLES: &[&str] = &[
     "CONTINUE_QUEUE_URL",
     "STALE_FILE_AGE",
     "MAX_REDRIVES",
+    "SNAPSHOT_PREFIX",
+    "RESEND_AFTER",
+    "MAX_DELETE_FRACTION",
 ];
 
 impl Config {
@@ -197,6 +221,22 @@ impl Config {
                 *slot = normalise_prefix(variable, &value)?;
             }
         }
+        if let Some(value) = get("SNAPSHOT_PREFIX") {
+            layout.snapshot_prefix = normalise_prefix("SNAPSHOT_PREFIX", &value)?;
+        } else {
+            layout.snapshot_prefix = format!("{}full/", layout.landing_prefix);
+        }
+        if !layout.snapshot_prefix.starts_with(layout.landing_prefix.as_str()) {
+            return Err(ConfigError::new(
+                "SNAPSHOT_PREFIX",
+                format!(
+                    "{:?} is not inside the landing folder {:?}, so no snapshot would ever be processed; choose a folder under it, such as {:?}",
+                    layout.snapshot_prefix,
+                    layout.landing_prefix,
+                    format!("{}full/", layout.landing_prefix)
+                ),
+            ));
+        }
         layout
             .check_distinct()
             .map_err(|problem| ConfigError::new("LANDING_PREFIX", problem))?;
@@ -277,6 +317,19 @@ impl Config {
             None => DEFAULT_MAX_REDRIVES,
         };
 
+        let mut changes = ChangeSettings::default();
+        if let Some(value) = get("RESEND_AFTER") {
+            changes.resend_after = parse_duration("RESEND_AFTER", &value)?;
+        }
+        if let Some(value) = get("MAX_DELETE_FRACTION") {
+            changes.max_delete_fraction = parse_fraction(&value).ok_or_else(|| {
+                ConfigError::new(
+                    "MAX_DELETE_FRACTION",
+                    format!("{value:?} is not a share from 0 to 1 (such as 0.1) or a percentage (such as 10%)"),
+                )
+            })?;
+        }
+
         Ok(Config {
             catalog_id,
             token,
@@ -290,8 +343,18 @@ impl Config {
             continue_queue_url,
             stale_file_age,
             max_redrives,
+            changes,
         })
     }
+}
+
+/// `0.1` or `10%`, from 0 to 1.
+fn parse_fraction(value: &str) -> Option<f64> {
+    let fraction = match value.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().ok()? / 100.0,
+        None => value.parse::<f64>().ok()?,
+    };
+    (0.0..=1.0).contains(&fraction).then_some(fraction)
 }
 
 /// A prefix ends in `/`, does not start with one, and is not empty.
@@ -404,6 +467,10 @@ mod tests {
             ("PRODUCT_TYPE_MAPPING", "category"),
             ("POLL_CONCURRENCY", "0"),
             ("LANDING_PREFIX", "/"),
+            ("SNAPSHOT_PREFIX", "full/"),
+            ("RESEND_AFTER", "weekly"),
+            ("MAX_DELETE_FRACTION", "150%"),
+            ("MAX_DELETE_FRACTION", "-0.1"),
         ] {
             let err = config(Requirements::PollFunction, &with(variable, value)).unwrap_err();
             assert_eq!(err.variable, variable, "{value}: {err}");
@@ -425,6 +492,28 @@ mod tests {
         assert_eq!(config.pending_max_age, Duration::from_secs(5400));
         assert_eq!(config.batch_limits.max_items(), 500);
         assert_eq!(config.layout.archive_prefix, "old/");
+    }
+
+    #[test]
+    fn change_detection_has_defaults_and_reads_shares_and_percentages() {
+        let read = config(Requirements::PollFunction, &with("BATCH_SIZE", "500")).unwrap();
+        assert_eq!(read.changes, ChangeSettings::default());
+        assert_eq!(read.layout.snapshot_prefix, "data/full/");
+        for (value, expected) in [("25%", 0.25), ("0.5", 0.5), ("0", 0.0), ("1", 1.0)] {
+            let pairs = [
+                with("MAX_DELETE_FRACTION", value),
+                vec![("RESEND_AFTER", "1d"), ("LANDING_PREFIX", "in"), ("SNAPSHOT_PREFIX", "in/all")],
+            ]
+            .concat();
+            let read = config(Requirements::PollFunction, &pairs).unwrap();
+            assert_eq!(read.changes.max_delete_fraction, expected, "{value}");
+            assert_eq!(read.changes.resend_after, Duration::from_secs(86_400));
+            assert_eq!(read.layout.snapshot_prefix, "in/all/");
+            assert!(read.layout.is_snapshot("in/all/catalog.csv"));
+        }
+        // The default snapshot folder follows a changed landing folder.
+        let read = config(Requirements::PollFunction, &with("LANDING_PREFIX", "inbox")).unwrap();
+        assert_eq!(read.layout.snapshot_prefix, "inbox/full/");
     }
 
     #[test]

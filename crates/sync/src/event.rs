@@ -225,10 +225,5 @@ impl EventSummary {
 }
 
 fn add(total: &mut Counts, counts: Counts) {
-    total.rows_read += counts.rows_read;
-    total.valid += counts.valid;
-    total.rejected += counts.rejected;
-    total.superseded += counts.superseded;
-    total.sent += counts.sent;
-    total.refused_by_meta += counts.refused_by_meta;
+    total.add(counts);
 }

@@ -18,6 +18,9 @@ pub struct Layout {
     pub rejected_prefix: String,
     /// Files that could not be sent after repeated attempts (`FAILED_PREFIX`).
     pub failed_prefix: String,
+    /// Full snapshots of the catalog, inside the landing folder (`SNAPSHOT_PREFIX`): products
+    /// known from earlier syncs and absent from one are deleted.
+    pub snapshot_prefix: String,
 }
 
 impl Default for Layout {
@@ -29,6 +32,7 @@ impl Default for Layout {
             archive_prefix: "archive/".to_owned(),
             rejected_prefix: "rejected/".to_owned(),
             failed_prefix: "failed/".to_owned(),
+            snapshot_prefix: "data/full/".to_owned(),
         }
     }
 }
@@ -36,6 +40,12 @@ impl Default for Layout {
 impl Layout {
     /// Prefixes must not nest, or archiving a file could trigger processing it again.
     pub fn check_distinct(&self) -> Result<(), String> {
+        if !self.snapshot_prefix.starts_with(self.landing_prefix.as_str()) {
+            return Err(format!(
+                "the snapshot folder {:?} is not inside the landing folder {:?}, so no snapshot would ever be processed; set SNAPSHOT_PREFIX to a folder under {:?}",
+                self.snapshot_prefix, self.landing_prefix, self.landing_prefix
+            ));
+        }
         let prefixes = [
             &self.landing_prefix,
             &self.archive_prefix,
@@ -52,6 +62,11 @@ impl Layout {
             }
         }
         Ok(())
+    }
+
+    /// Whether the file at landing `key` is a full snapshot of the catalog.
+    pub fn is_snapshot(&self, key: &str) -> bool {
+        key.starts_with(self.snapshot_prefix.as_str())
     }
 
     /// The landing bucket's folders: landing, archive, rejected, failed.
@@ -140,12 +155,13 @@ pub const PROGRESS_PREFIX: &str = "progress/";
 pub const CHECKED_PREFIX: &str = "checked/";
 /// Every folder of the synced bucket: sent payloads, reports, pending and checked handles,
 /// checkpoints.
-pub const SYNCED_PREFIXES: [&str; 5] = [
+pub const SYNCED_PREFIXES: [&str; 6] = [
     "synced/",
     "reports/",
     PENDING_PREFIX,
     CHECKED_PREFIX,
     PROGRESS_PREFIX,
+    STATE_PREFIX,
 ];
 
 /// Prefix of change detection's state, one folder per catalog.

@@ -22,10 +22,12 @@ fn count(items: usize) -> u64 {
 
 impl EventSummary {
     /// The sync-on-arrival function's figures for one invocation.
-    pub fn metrics(&self) -> [Metric; 6] {
+    pub fn metrics(&self) -> [Metric; 8] {
         [
             ("ProductsReceived", self.counts.rows_read),
             ("ProductsSent", self.counts.sent),
+            ("ProductsUnchanged", self.counts.unchanged),
+            ("ProductsDeleted", self.counts.deleted),
             ("ProductsRejected", self.counts.rejected),
             ("ProductsRefusedByMeta", self.counts.refused_by_meta),
             ("BatchesSent", count(self.batches)),
@@ -121,6 +123,7 @@ mod tests {
                 superseded: 0,
                 sent: 3,
                 refused_by_meta: 2,
+                ..Counts::default()
             },
             batches: 1,
             failed: vec!["data/b.csv".to_owned()],

@@ -227,6 +227,10 @@ pub enum AlertKind {
     BatchWarnings,
     /// A batch has not finished within `PENDING_MAX_AGE`.
     BatchStuck,
+    /// A full snapshot's deletes were held back (too many, or an empty snapshot).
+    DeletesHeld,
+    /// The change-detection state could not be used and was started over.
+    StateReset,
 }
 
 impl AlertKind {
@@ -240,13 +244,17 @@ impl AlertKind {
             AlertKind::BatchErrors => "batch_errors",
             AlertKind::BatchWarnings => "batch_warnings",
             AlertKind::BatchStuck => "batch_stuck",
+            AlertKind::DeletesHeld => "deletes_held",
+            AlertKind::StateReset => "state_reset",
         }
     }
 
     /// How serious this kind is (SNS message attribute `severity`).
     pub fn severity(self) -> Severity {
         match self {
-            AlertKind::RowsRejected | AlertKind::BatchWarnings => Severity::Warning,
+            AlertKind::RowsRejected | AlertKind::BatchWarnings | AlertKind::StateReset => {
+                Severity::Warning
+            }
             _ => Severity::Error,
         }
     }

@@ -25,6 +25,48 @@ pub struct Counts {
     pub sent: u64,
     /// Products Meta refused synchronously (validation_status errors, or no handle).
     pub refused_by_meta: u64,
+    /// Valid rows not sent because Meta already holds their product exactly so (change
+    /// detection).
+    #[serde(default)]
+    pub unchanged: u64,
+    /// `DELETE` requests Meta took (delete rows, and products a full snapshot no longer
+    /// holds); counted in `sent` too.
+    #[serde(default)]
+    pub deleted: u64,
+    /// Deletes of a full snapshot held back for a person to confirm (`deletes_held` alert).
+    #[serde(default)]
+    pub deletes_held: u64,
+}
+
+impl Counts {
+    /// Adds another file's counts.
+    pub fn add(&mut self, other: Counts) {
+        self.rows_read += other.rows_read;
+        self.valid += other.valid;
+        self.rejected += other.rejected;
+        self.superseded += other.superseded;
+        self.sent += other.sent;
+        self.refused_by_meta += other.refused_by_meta;
+        self.unchanged += other.unchanged;
+        self.deleted += other.deleted;
+        self.deletes_held += other.deletes_held;
+    }
+
+    /// `, 5 unchanged (not sent), 2 deleted, 40 deletes held`: the change-detection counts
+    /// that are not zero, for the CLI's lines.
+    pub fn changes_text(&self) -> String {
+        let mut text = String::new();
+        if self.unchanged > 0 {
+            text.push_str(&format!(", {} unchanged (not sent)", self.unchanged));
+        }
+        if self.deleted > 0 {
+            text.push_str(&format!(", {} deleted", self.deleted));
+        }
+        if self.deletes_held > 0 {
+            text.push_str(&format!(", {} deletes held", self.deletes_held));
+        }
+        text
+    }
 }
 
 /// The state a file's report records.

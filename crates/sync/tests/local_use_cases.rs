@@ -77,6 +77,7 @@ async fn local_with(config: EmulatorConfig) -> Local {
         mapping: catalog::ProductTypeMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
         min_send_window: DEFAULT_MIN_SEND_WINDOW,
+        changes: sync::config::ChangeSettings::default(),
     };
     Local {
         dir,

@@ -84,6 +84,7 @@ async fn harness(batch_size: usize) -> Harness {
         mapping: catalog::ProductTypeMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
         min_send_window: sync::process::DEFAULT_MIN_SEND_WINDOW,
+        changes: sync::config::ChangeSettings::default(),
     };
     Harness {
         moto,

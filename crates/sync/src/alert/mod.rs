@@ -78,6 +78,12 @@ impl AlertBuilder {
         self
     }
 
+    /// Sets how many cases there are in all, when more exist than were offered as samples.
+    pub fn samples_total(mut self, total: u64) -> Self {
+        self.samples_total = self.samples_total.max(total);
+        self
+    }
+
     /// Offers a sample by reference to the builder.
     pub fn add_sample(&mut self, mut sample: Sample) {
         self.samples_total += 1;

@@ -143,6 +143,77 @@ pub fn file_rejected(facts: FileRejected) -> Alert {
     builder.build()
 }
 
+/// A full snapshot's deletes held back (`deletes_held`).
+#[derive(Debug, Clone)]
+pub struct DeletesHeld {
+    /// The snapshot's key in `data/`.
+    pub key: String,
+    /// Where the snapshot is now (archived).
+    pub file: String,
+    /// The archived snapshot's key, for the release command.
+    pub archived_key: String,
+    /// Products it would have deleted.
+    pub count: u64,
+    /// Products known before it.
+    pub known: u64,
+    /// Some of their ids.
+    pub examples: Vec<String>,
+    /// Why they were held.
+    pub reason: String,
+    /// The snapshot's report.
+    pub report: String,
+}
+
+/// `deletes_held`: a full snapshot's updates went out, its deletes did not.
+pub fn deletes_held(facts: DeletesHeld) -> Alert {
+    let DeletesHeld {
+        key,
+        file,
+        archived_key,
+        count,
+        known,
+        examples,
+        reason,
+        report,
+    } = facts;
+    let mut builder = AlertBuilder::new(
+        AlertKind::DeletesHeld,
+        format!("{count} deletes held: {key}"),
+    )
+    .what_happened(format!(
+        "The full snapshot {key} lacks {count} of the {known} products catalog-sync knows. Its updates were sent, but its deletes were held back: {reason}."
+    ))
+    .fact("Snapshot", &file)
+    .fact("Deletes held", count)
+    .fact("Products known", known)
+    .key(report)
+    .next_steps(format!(
+        "If the export is wrong (empty, cut short, or filtered), fix it and land a complete snapshot; nothing was deleted. If these products really are gone, release the deletes: catalog-sync replay --allow-deletes {archived_key} (it lands the snapshot again, deletes allowed). Meta advises marking products out of stock rather than deleting them when they may come back."
+    ));
+    let total = examples.len() as u64;
+    for id in examples {
+        builder = builder.sample(Sample {
+            file: Some(key.clone()),
+            line: None,
+            id: Some(id),
+            message: "absent from the snapshot; would be deleted".to_owned(),
+        });
+    }
+    builder.samples_total(count.max(total)).build()
+}
+
+/// The change-detection state could not be used (`state_reset`).
+pub fn state_reset(state_at: &str, why: &str, file: &str) -> Alert {
+    AlertBuilder::new(AlertKind::StateReset, "change detection started over")
+        .what_happened(format!(
+            "The record of what Meta holds ({state_at}) could not be used: {why}. catalog-sync started a new one while processing {file}, so every product is sent once more and no snapshot deletes anything until products are known again."
+        ))
+        .fact("State", state_at)
+        .fact("Why", why)
+        .next_steps("Nothing to do: sending again is harmless. If it happens again, check what else writes to the synced bucket's state/ folder.")
+        .build()
+}
+
 /// A file that could not be sent this time (`token_invalid` or `send_failed`).
 #[derive(Debug, Clone)]
 pub struct SendFailed {

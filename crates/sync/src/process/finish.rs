@@ -371,7 +371,7 @@ impl Scope<'_> {
         self.services.store.delete(bucket, from).await
     }
 
-    async fn publish(&self, alert: Alert) {
+    pub(super) async fn publish(&self, alert: Alert) {
         if let Err(error) = self.services.alerts.publish(&alert).await {
             // The result is recorded either way; an undelivered alert must at least be in the log.
             warn!(kind = alert.kind.as_str(), subject = alert.subject, %error, "alert not delivered");

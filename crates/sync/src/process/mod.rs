@@ -10,6 +10,7 @@
 //! - [`finish`]: the one finishing path of archived, rejected, failed and given-up files
 //!   (report, store, move, forget the checkpoint, alert).
 
+mod changes;
 mod claim;
 mod finish;
 mod parse;
@@ -22,6 +23,7 @@ use graph::GraphError;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
+pub use self::changes::HeldDeletes;
 pub use self::claim::DEADLINE_MARGIN;
 use self::finish::Ending;
 pub(crate) use self::finish::give_up;
@@ -47,6 +49,8 @@ pub struct Settings {
     /// Time a batch call needs: with less left before the deadline, the file is checkpointed
     /// and continued by a follow-up invocation.
     pub min_send_window: Duration,
+    /// Change detection and the snapshot delete guard.
+    pub changes: crate::config::ChangeSettings,
 }
 
 /// Default [`Settings::min_send_window`]: a batch call takes a few seconds, more with retries.
@@ -61,6 +65,7 @@ impl Settings {
             mapping: config.mapping,
             reader_limits: catalog::ReaderLimits::default(),
             min_send_window: DEFAULT_MIN_SEND_WINDOW,
+            changes: config.changes,
         }
     }
 }
@@ -249,12 +254,120 @@ impl FileProcessor {
             claim::Claim::Settled(outcome) => return Ok(outcome),
             claim::Claim::Run(run, checkpoint) => (run, *checkpoint),
         };
+        let loaded = match self.load_changes(&run, &checkpoint).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                self.scope().release(checkpoint).await;
+                return Err(error);
+            }
+        };
         let (opened, checkpoint) = match self.open(&run, checkpoint).await? {
             Ok(opened) => opened,
             Err(outcome) => return Ok(outcome),
         };
-        let ended = self.send_all(&run, checkpoint, opened, deadline).await?;
-        self.route(&run, ended).await
+        let mut ended = self
+            .send_all(&run, checkpoint, opened, deadline, &loaded.changes)
+            .await?;
+        self.save_changes(&loaded, &mut ended).await;
+        let held = ended.parsed.held_deletes.clone();
+        let outcome = self.route(&run, ended).await?;
+        if let FileOutcome::Archived { report_key, .. } = &outcome {
+            match held {
+                Some(held) => self.alert_deletes_held(&run, held, report_key).await,
+                None => {
+                    let synced = &self.settings.layout.synced_bucket;
+                    loaded
+                        .changes
+                        .forget_release(&self.services, synced, run.key)
+                        .await;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Loads the catalog's state for the run (a state that cannot be used is started over,
+    /// with a warning alert; one that cannot be read fails the run, which is retried).
+    async fn load_changes(
+        &self,
+        run: &Run<'_>,
+        checkpoint: &Checkpoint,
+    ) -> Result<changes::Loaded, ProcessError> {
+        let scope = self.scope();
+        let loaded = changes::Changes::load(
+            &self.services,
+            scope.synced(),
+            self.settings.changes,
+            run,
+            checkpoint,
+            self.settings.layout.is_snapshot(run.key),
+        )
+        .await
+        .map_err(|error| ProcessError::store(scope.at(run.bucket, run.key), error))?;
+        if let Some(why) = &loaded.unusable {
+            let state_at = crate::state::StateStore::new(
+                self.services.store.as_ref(),
+                scope.synced(),
+                self.services.catalog.catalog_id(),
+            )
+            .location();
+            let alert =
+                crate::alert::wording::state_reset(&state_at, why, &scope.at(run.bucket, run.key));
+            scope.publish(alert).await;
+        }
+        Ok(loaded)
+    }
+
+    /// Saves the state at the end of the invocation; a run that goes on later keeps its
+    /// snapshot marks. A failed save is a warning in the report: those products go again.
+    async fn save_changes(&self, loaded: &changes::Loaded, ended: &mut Ended) {
+        let read_broke = ended
+            .parsed
+            .file_error
+            .as_ref()
+            .is_some_and(FileError::is_read_failure);
+        let goes_on =
+            ended.stop.is_some() || ended.parsed.internal_error.is_some() || read_broke;
+        let deferred_at = goes_on.then_some(ended.checkpoint.batches_done);
+        let synced = &self.settings.layout.synced_bucket;
+        if let Err(error) = loaded
+            .changes
+            .save(&self.services, synced, &loaded.folded, deferred_at)
+            .await
+        {
+            ended.parsed.warnings.push(format!(
+                "the record of what Meta holds could not be saved ({error}); the products of this file are sent again next time"
+            ));
+        }
+        if let Some(why) = &loaded.unusable {
+            ended.parsed.warnings.push(format!(
+                "the record of what Meta holds could not be used ({why}) and was started over: every product was sent"
+            ));
+        }
+        if let Some(held) = &ended.parsed.held_deletes {
+            ended.parsed.warnings.push(format!(
+                "{} deletes held back: {}",
+                held.count, held.reason
+            ));
+        }
+    }
+
+    /// Publishes `deletes_held` for a snapshot archived with its deletes held back.
+    async fn alert_deletes_held(&self, run: &Run<'_>, held: HeldDeletes, report_key: &str) {
+        let scope = self.scope();
+        let layout = &self.settings.layout;
+        let archived_key = layout.archive_key(run.relative);
+        let alert = crate::alert::wording::deletes_held(crate::alert::wording::DeletesHeld {
+            key: run.key.to_owned(),
+            file: scope.at(run.bucket, &archived_key),
+            archived_key,
+            count: held.count,
+            known: held.known,
+            examples: held.examples,
+            reason: held.reason,
+            report: scope.at(scope.synced(), report_key),
+        });
+        scope.publish(alert).await;
     }
 
     fn scope(&self) -> Scope<'_> {
@@ -388,5 +501,8 @@ fn counts(parsed: &Parsed, sent: &Sent) -> Counts {
         superseded: parsed.superseded,
         sent: sent.items.saturating_sub(sent.refused.min(sent.items)),
         refused_by_meta: sent.refused,
+        unchanged: parsed.counts.unchanged,
+        deleted: sent.deleted,
+        deletes_held: parsed.held_deletes.as_ref().map_or(0, |held| held.count),
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
 use super::Settings;
+use super::changes::{Changes, HeldDeletes};
 use crate::ports::ObjectBody;
 use crate::progress::{Checkpoint, ResumeAt};
 use crate::report::{RowSpool, SpoolMark};
@@ -99,6 +100,8 @@ pub(crate) struct Parsed {
     pub(super) spool: RowSpool,
     pub(super) file_error: Option<FileError>,
     pub(super) internal_error: Option<String>,
+    /// A full snapshot's deletes, held back.
+    pub(super) held_deletes: Option<HeldDeletes>,
 }
 
 impl Parsed {
@@ -109,6 +112,7 @@ impl Parsed {
                 rows_read: checkpoint.counts.rows_read,
                 valid: checkpoint.counts.valid,
                 rejected: checkpoint.counts.rejected,
+                unchanged: checkpoint.counts.unchanged,
                 ..catalog::RowCounts::default()
             },
             superseded: checkpoint.counts.superseded,
@@ -116,6 +120,7 @@ impl Parsed {
             spool,
             file_error: None,
             internal_error: None,
+            held_deletes: None,
         }
     }
 }
@@ -126,11 +131,14 @@ pub(super) fn spawn_parser(
     body: ObjectBody,
     spool: RowSpool,
     checkpoint: &Checkpoint,
+    changes: &Changes,
     batches: mpsc::Sender<ReadyBatch>,
 ) -> tokio::task::JoinHandle<Parsed> {
     let limits = settings.reader_limits;
     let mut batcher = Batcher::new(settings.batch_limits, settings.mapping)
-        .starting_at(checkpoint.batches_done + 1);
+        .starting_at(checkpoint.batches_done + 1)
+        .with_known(changes.known());
+    let changes = changes.clone();
     let resume_at = checkpoint.resume_at.clone();
     let mut parsed = Parsed::nothing(RowSpool::new(), checkpoint);
     let base = parsed.counts;
@@ -175,6 +183,19 @@ pub(super) fn spawn_parser(
                     counts,
                 });
                 parsed.counts = sink.counts();
+                if let Err(error) = queue_snapshot_deletes(
+                    &changes,
+                    &mut batcher,
+                    &mut sink,
+                    &mut parsed,
+                ) {
+                    if !matches!(error, ParseSinkError::SenderStopped) {
+                        parsed.internal_error = Some(error.to_string());
+                    }
+                    parsed.superseded = sink.superseded;
+                    parsed.spool = sink.spool;
+                    return parsed;
+                }
                 if let Some(batch) = batcher.finish() {
                     match sink.batch(batch) {
                         // A stopped sender has its own reason to report.
@@ -197,4 +218,28 @@ pub(super) fn spawn_parser(
         parsed.spool = sink.spool;
         parsed
     })
+}
+
+/// At the end of a full snapshot read to its end: a `DELETE` for each product it no longer
+/// holds, batched after its rows, unless the delete guard holds them back.
+fn queue_snapshot_deletes(
+    changes: &Changes,
+    batcher: &mut Batcher,
+    sink: &mut ParseSink,
+    parsed: &mut Parsed,
+) -> Result<(), ParseSinkError> {
+    if !changes.is_snapshot() {
+        return Ok(());
+    }
+    match changes.snapshot_deletes(parsed.counts.rows_read) {
+        Ok(ids) => {
+            for id in ids {
+                if let Some(batch) = batcher.push_delete(&id).batch {
+                    sink.batch(batch)?;
+                }
+            }
+        }
+        Err(held) => parsed.held_deletes = Some(held),
+    }
+    Ok(())
 }

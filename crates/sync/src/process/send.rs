@@ -2,6 +2,7 @@
 //! `pending/` record is written per handle, products Meta refused at once are counted with
 //! their CSV lines, and the checkpoint moves past the batch.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use catalog::{Batch, RequestLines};
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::info;
 
+use super::changes::Changes;
 use super::parse::{self, ReadyBatch};
 use super::{Ended, FileProcessor, Opened, ProcessError, Run};
 use crate::alert::Sample;
@@ -17,6 +19,7 @@ use crate::keys;
 use crate::ports::{Payload, StoreError, StoreErrorKind};
 use crate::progress::{self, Checkpoint, ContinueReason};
 use crate::report::{BatchRecord, Counts, PendingRecord, SpoolReader};
+use crate::state::SentBatch;
 
 /// Refused products kept for the report (all are counted).
 const MAX_REFUSED_SAMPLES: usize = crate::alert::MAX_SAMPLES * 50;
@@ -28,6 +31,8 @@ pub(crate) struct Sent {
     pub(super) items: u64,
     pub(super) refused: u64,
     pub(super) refused_samples: Vec<Sample>,
+    /// `DELETE` requests Meta took.
+    pub(super) deleted: u64,
 }
 
 impl Sent {
@@ -37,6 +42,7 @@ impl Sent {
             items: checkpoint.items_sent,
             refused: checkpoint.refused,
             refused_samples: checkpoint.refused_samples.clone(),
+            deleted: checkpoint.counts.deleted,
         }
     }
 }
@@ -60,6 +66,7 @@ impl FileProcessor {
         mut checkpoint: Checkpoint,
         opened: Opened,
         deadline: Option<Instant>,
+        changes: &Changes,
     ) -> Result<Ended, ProcessError> {
         let Opened {
             body,
@@ -69,7 +76,8 @@ impl FileProcessor {
         // Parsing runs on a blocking thread fed by the download; batches come back through a
         // channel of one, so the next batch is built while the current one is being sent.
         let (batch_tx, mut batch_rx) = mpsc::channel::<ReadyBatch>(1);
-        let parser = parse::spawn_parser(&self.settings, body, spool, &checkpoint, batch_tx);
+        let parser =
+            parse::spawn_parser(&self.settings, body, spool, &checkpoint, changes, batch_tx);
 
         let mut sent = Sent::from_checkpoint(&checkpoint);
         let mut stop = None;
@@ -78,7 +86,10 @@ impl FileProcessor {
                 stop = Some(Stop::Defer(ContinueReason::Deadline, Duration::ZERO));
                 break;
             }
-            if let Err(error) = self.send_one(&ready.batch, run, deadline, &mut sent).await {
+            if let Err(error) = self
+                .send_one(&ready.batch, run, deadline, &mut sent, changes)
+                .await
+            {
                 stop = Some(match error {
                     Stop::Graph(error) => self.stop_for(error, deadline),
                     other => other,
@@ -165,6 +176,9 @@ impl FileProcessor {
             superseded: ready.superseded,
             sent: sent.items,
             refused_by_meta: sent.refused,
+            unchanged: ready.counts.unchanged,
+            deleted: sent.deleted,
+            deletes_held: 0,
         };
         checkpoint.batches = sent.batches.clone();
         checkpoint.items_sent = sent.items;
@@ -182,6 +196,7 @@ impl FileProcessor {
         run: &Run<'_>,
         deadline: Option<Instant>,
         sent: &mut Sent,
+        changes: &Changes,
     ) -> Result<(), Stop> {
         let &Run {
             bucket,
@@ -208,6 +223,10 @@ impl FileProcessor {
         for (index, chunk) in chunks.into_iter().enumerate() {
             let rows = batch
                 .rows
+                .get(offset..offset + chunk.item_count)
+                .unwrap_or_default();
+            let items = batch
+                .items
                 .get(offset..offset + chunk.item_count)
                 .unwrap_or_default();
             offset += chunk.item_count;
@@ -255,6 +274,26 @@ impl FileProcessor {
             sent.items += chunk.item_count as u64;
             let refused = refusals(&chunk.response, chunk.item_count);
             sent.refused += refused.count;
+            {
+                // Products Meta refused at once are remembered as refused: sent again next time.
+                let all_refused = chunk.response.handles.is_empty();
+                let refused_ids: HashSet<&str> = refused
+                    .samples
+                    .iter()
+                    .filter_map(|(id, _)| id.as_deref())
+                    .collect();
+                let sent_batch = SentBatch {
+                    key: batch_key.clone(),
+                    sent_at: self.services.clock.now().unix_timestamp(),
+                };
+                changes.record(items, &refused_ids, all_refused, &sent_batch);
+                sent.deleted += items
+                    .iter()
+                    .filter(|item| {
+                        item.delete && !all_refused && !refused_ids.contains(item.id.as_str())
+                    })
+                    .count() as u64;
+            }
             let request_lines = (!refused.samples.is_empty())
                 .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
             for (id, message) in refused.samples {

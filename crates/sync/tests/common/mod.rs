@@ -94,6 +94,7 @@ impl Stack {
             mapping: catalog::ProductTypeMapping::default(),
             reader_limits: catalog::ReaderLimits::default(),
             min_send_window,
+            changes: sync::config::ChangeSettings::default(),
         }
     }
 
