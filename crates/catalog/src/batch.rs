@@ -718,6 +718,12 @@ impl RequestLines {
             .and_then(|index| self.lines.get(index).copied())
     }
 
+    /// The product id of the request at 0-based `index`.
+    pub fn id_of_index(&self, index: u64) -> Option<&str> {
+        let index = usize::try_from(index).ok()?;
+        self.ids.get(index)?.as_deref()
+    }
+
     /// The line of the request carrying product `id`: the last one, as Meta keeps the last of
     /// duplicated ids in a batch.
     pub fn line_of_id(&self, id: &str) -> Option<u64> {

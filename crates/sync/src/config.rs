@@ -226,7 +226,10 @@ impl Config {
         } else {
             layout.snapshot_prefix = format!("{}full/", layout.landing_prefix);
         }
-        if !layout.snapshot_prefix.starts_with(layout.landing_prefix.as_str()) {
+        if !layout
+            .snapshot_prefix
+            .starts_with(layout.landing_prefix.as_str())
+        {
             return Err(ConfigError::new(
                 "SNAPSHOT_PREFIX",
                 format!(
@@ -502,7 +505,11 @@ mod tests {
         for (value, expected) in [("25%", 0.25), ("0.5", 0.5), ("0", 0.0), ("1", 1.0)] {
             let pairs = [
                 with("MAX_DELETE_FRACTION", value),
-                vec![("RESEND_AFTER", "1d"), ("LANDING_PREFIX", "in"), ("SNAPSHOT_PREFIX", "in/all")],
+                vec![
+                    ("RESEND_AFTER", "1d"),
+                    ("LANDING_PREFIX", "in"),
+                    ("SNAPSHOT_PREFIX", "in/all"),
+                ],
             ]
             .concat();
             let read = config(Requirements::PollFunction, &pairs).unwrap();

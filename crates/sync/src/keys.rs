@@ -40,7 +40,10 @@ impl Default for Layout {
 impl Layout {
     /// Prefixes must not nest, or archiving a file could trigger processing it again.
     pub fn check_distinct(&self) -> Result<(), String> {
-        if !self.snapshot_prefix.starts_with(self.landing_prefix.as_str()) {
+        if !self
+            .snapshot_prefix
+            .starts_with(self.landing_prefix.as_str())
+        {
             return Err(format!(
                 "the snapshot folder {:?} is not inside the landing folder {:?}, so no snapshot would ever be processed; set SNAPSHOT_PREFIX to a folder under {:?}",
                 self.snapshot_prefix, self.landing_prefix, self.landing_prefix

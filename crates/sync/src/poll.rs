@@ -540,6 +540,8 @@ impl Poller {
         for problem in &status.warnings {
             warnings.push(resolver.sample(problem).await);
         }
+        let note = verdict_note(&record, state, &status, &mut resolver).await;
+        drop(resolver);
         let checked = CheckedRecord {
             pending: record,
             state: state_name(state).to_owned(),
@@ -550,6 +552,26 @@ impl Poller {
             warnings,
             verdict: status.raw,
         };
+        // The sync function folds this note into its record of what Meta holds, so that the
+        // products Meta refused are sent again; it is written first, like the verdict, so a
+        // crash leaves the handle pending rather than the note missing.
+        let note_key =
+            crate::state::verdict_key(&checked.pending.catalog_id, &checked.pending.handle);
+        let note_json = serde_json::to_vec(&note).unwrap_or_default();
+        if let Err(error) = self
+            .services
+            .store
+            .put(
+                synced,
+                &note_key,
+                Payload::from(note_json),
+                "application/json",
+            )
+            .await
+        {
+            warn!(handle = checked.pending.handle, %error, "could not store a verdict note; the handle stays pending");
+            return Outcome::StoreFailed;
+        }
         let checked_key = keys::checked_key(now, &checked.pending.handle);
         let body = match serde_json::to_vec_pretty(&checked) {
             Ok(body) => body,
@@ -808,6 +830,43 @@ impl<'a> LineResolver<'a> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// What the sync function needs of a verdict: which products of the batch Meta refused, by
+/// id (an error that names only a request index is resolved through the stored body), and
+/// whether that list is whole (Meta may give only a sample of its errors, without the full
+/// `ids_of_invalid_requests`; an error naming no product makes the list partial too, and every
+/// product of the batch is then sent again).
+async fn verdict_note(
+    record: &PendingRecord,
+    state: BatchState,
+    status: &BatchStatus,
+    resolver: &mut LineResolver<'_>,
+) -> crate::state::VerdictNote {
+    let errors = &status.errors;
+    // Meta's `ids_of_invalid_requests` names every invalid product, where `errors` may be a
+    // sample of them.
+    let mut refused_ids = status.ids_of_invalid_requests.clone();
+    let mut complete = status.errors_total_count <= errors.len() as u64
+        || !status.ids_of_invalid_requests.is_empty();
+    for problem in errors {
+        match (&problem.id, problem.line) {
+            (Some(id), _) => refused_ids.push(id.clone()),
+            (None, Some(index)) => match resolver.with_ids().await.id_of_index(index) {
+                Some(id) => refused_ids.push(id.to_owned()),
+                None => complete = false,
+            },
+            (None, None) => complete = false,
+        }
+    }
+    refused_ids.sort();
+    refused_ids.dedup();
+    crate::state::VerdictNote {
+        batch_key: record.batch_key.clone(),
+        state: state_name(state).to_owned(),
+        refused_ids,
+        complete,
     }
 }
 

@@ -403,12 +403,17 @@ async fn products_refused_at_once_are_counted_once_with_their_lines() {
     let log = local.alert_log();
     assert!(log.contains("rows_rejected"), "{log}");
 
-    // Every product of a call refused: no handle (no `handles` key at all), each counted once.
+    // The same file again: the 38 Meta took are unchanged and not sent; the 2 it refused go
+    // again. This time Meta refuses every product of the call: no handle (no `handles` key at
+    // all), each counted once.
     let again: Vec<&str> = ids.iter().map(String::as_str).collect();
     local.emulator.refuse_at_once(&again, "Temporarily refused");
     local.land("data/export.csv", csv).await;
     let (counts, _, _) = local.archive("data/export.csv").await;
-    assert_eq!((counts.refused_by_meta, counts.sent), (40, 0));
+    assert_eq!(
+        (counts.refused_by_meta, counts.sent, counts.unchanged),
+        (2, 0, 38)
+    );
     assert_eq!(
         local.synced_json("pending/").await.len(),
         1,
@@ -447,4 +452,267 @@ async fn a_retired_api_version_stops_with_an_alert_naming_the_setting() {
         .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
         .count();
     assert_eq!(sends, 1, "a retired version is not retried");
+}
+
+// ------------------------------------------------------------------ change detection (issue 16)
+
+/// `csv` with the brand of the data rows at `rows` (0-based) changed.
+fn with_brand_changed(csv: &[u8], rows: &[usize]) -> Vec<u8> {
+    let text = std::str::from_utf8(csv).expect("utf-8");
+    let mut out = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let changed = index > 0 && rows.contains(&(index - 1));
+        let line = if changed {
+            line.replace(",Hearth & Co,", ",Hearth & Sons,")
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// `csv` without the data rows at `rows` (0-based).
+fn without_rows(csv: &[u8], rows: &[usize]) -> Vec<u8> {
+    let text = std::str::from_utf8(csv).expect("utf-8");
+    let mut out = String::new();
+    for (index, line) in text.lines().enumerate() {
+        if index > 0 && rows.contains(&(index - 1)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+impl Local {
+    /// `items_batch` calls the emulator answered so far.
+    fn batch_calls(&self) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.endpoint == Some(Endpoint::ItemsBatch))
+            .count()
+    }
+
+    /// Polls until no handle is pending (the emulator finishes each on its second check).
+    async fn poll_until_done(&self) {
+        let poller = self.poller();
+        for _ in 0..5 {
+            let summary = poller.run(None).await.expect("poll");
+            if summary.pending_found == summary.finished + summary.canceled + summary.errored {
+                return;
+            }
+        }
+        panic!("handles still pending after five polls");
+    }
+
+    async fn state(&self) -> sync::state::ProductState {
+        sync::state::StateStore::new(self.store.as_ref(), SYNCED_BUCKET, DEFAULT_CATALOG_ID)
+            .load()
+            .await
+            .expect("state readable")
+            .state
+    }
+}
+
+#[tokio::test]
+async fn the_same_file_twice_sends_nothing_and_changed_rows_send_only_themselves() {
+    let local = local().await;
+    let csv = generated(100);
+    local.land("data/export.csv", csv.clone()).await;
+    let (first, _, batches) = local.archive("data/export.csv").await;
+    assert_eq!((first.sent, first.unchanged, batches), (100, 0, 3));
+    let calls = local.batch_calls();
+
+    local.land("data/export.csv", csv.clone()).await;
+    let (second, report_key, batches) = local.archive("data/export.csv").await;
+    assert_eq!((second.sent, second.unchanged, batches), (0, 100, 0));
+    assert_eq!(local.batch_calls(), calls, "no items_batch call at all");
+    let report =
+        std::fs::read_to_string(local.root().join(SYNCED_BUCKET).join(report_key)).expect("report");
+    assert!(report.contains("\"unchanged\":100"), "{report}");
+
+    // The poller's verdicts are folded in on the next run; three rows change.
+    local.poll_until_done().await;
+    local
+        .land("data/export.csv", with_brand_changed(&csv, &[0, 50, 99]))
+        .await;
+    let (third, _, batches) = local.archive("data/export.csv").await;
+    assert_eq!((third.sent, third.unchanged, batches), (3, 97, 1));
+    let ids = ids_of(&csv);
+    let items = local.emulator.items(DEFAULT_CATALOG_ID);
+    for row in [0, 50, 99] {
+        assert_eq!(items[&ids[row]]["brand"], "Hearth & Sons", "{}", ids[row]);
+    }
+    let state = local.state().await;
+    let summary = state.summary(i64::MAX / 2, Duration::from_secs(u64::MAX / 4));
+    assert_eq!(summary.remembered, 100);
+    let entry = state.entry(&ids[1]).expect("remembered");
+    assert_eq!(entry.standing, sync::state::Standing::Confirmed);
+    assert_eq!(
+        state.entry(&ids[50]).expect("remembered").standing,
+        sync::state::Standing::Sent,
+        "its new version waits for a verdict"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_deletes_exactly_the_products_it_no_longer_holds() {
+    let local = local().await;
+    let csv = generated(100);
+    let ids = ids_of(&csv);
+    local.land("data/full/catalog.csv", csv.clone()).await;
+    let (first, _, _) = local.archive("data/full/catalog.csv").await;
+    assert_eq!((first.sent, first.deleted), (100, 0));
+    local.poll_until_done().await;
+
+    let gone = [3usize, 40, 41, 77, 98];
+    local
+        .land("data/full/catalog.csv", without_rows(&csv, &gone))
+        .await;
+    let (second, _, batches) = local.archive("data/full/catalog.csv").await;
+    assert_eq!(
+        (second.unchanged, second.deleted, second.sent, batches),
+        (95, 5, 5, 1)
+    );
+    let items = local.emulator.items(DEFAULT_CATALOG_ID);
+    assert_eq!(items.len(), 95);
+    for row in gone {
+        assert!(!items.contains_key(&ids[row]), "{} deleted", ids[row]);
+    }
+    // A delta file (outside data/full/) never deletes.
+    let not_in_delta: Vec<usize> = (0..100).filter(|row| !(10..20).contains(row)).collect();
+    let delta = with_brand_changed(&without_rows(&csv, &not_in_delta), &[0]);
+    local.land("data/delta.csv", delta).await;
+    let (delta, _, _) = local.archive("data/delta.csv").await;
+    assert_eq!((delta.sent, delta.unchanged, delta.deleted), (1, 9, 0));
+
+    // Once Meta confirms, the deleted products are forgotten; the same snapshot again sends
+    // nothing.
+    local.poll_until_done().await;
+    local
+        .land("data/full/catalog.csv", without_rows(&csv, &gone))
+        .await;
+    let (third, _, batches) = local.archive("data/full/catalog.csv").await;
+    // Row 10's brand changed in the delta; the snapshot puts it back.
+    assert_eq!((third.sent, third.deleted, batches), (1, 0, 1));
+    let state = local.state().await;
+    assert!(
+        state.entry(&ids[3]).is_none(),
+        "forgotten after Meta confirmed"
+    );
+    assert_eq!(state.known(), 95);
+}
+
+#[tokio::test]
+async fn an_empty_or_mostly_empty_snapshot_deletes_nothing_until_released() {
+    let local = local().await;
+    let csv = generated(100);
+    local.land("data/full/catalog.csv", csv.clone()).await;
+    local.archive("data/full/catalog.csv").await;
+
+    let header_only = csv.split(|b| *b == b'\n').next().expect("header").to_vec();
+    local.land("data/full/catalog.csv", header_only).await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/full/catalog.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Rejected { counts, .. } = outcome else {
+        panic!("a header-only file is rejected, not {outcome:?}");
+    };
+    assert_eq!((counts.deleted, counts.deletes_held), (0, 100));
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 100);
+    let log = local.alert_log();
+    assert!(log.contains("deletes_held"), "{log}");
+    assert!(log.contains("header only"), "{log}");
+
+    // A truncated one: the first ten rows.
+    let truncated = without_rows(&csv, &(10..100).collect::<Vec<_>>());
+    local.land("data/full/catalog.csv", truncated).await;
+    let (cut, _, batches) = local.archive("data/full/catalog.csv").await;
+    assert_eq!((cut.deleted, cut.deletes_held, batches), (0, 90, 0));
+    assert!(
+        local
+            .alert_log()
+            .contains("catalog-sync replay --allow-deletes archive/full/catalog.csv"),
+        "{}",
+        local.alert_log()
+    );
+
+    // Half the catalog missing: its updates go, its deletes are held.
+    let half: Vec<usize> = (50..100).collect();
+    let mostly = with_brand_changed(&without_rows(&csv, &half), &[0]);
+    local.land("data/full/catalog.csv", mostly.clone()).await;
+    let (held, _, _) = local.archive("data/full/catalog.csv").await;
+    assert_eq!((held.sent, held.deleted, held.deletes_held), (1, 0, 50));
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 100);
+
+    // A person releases them: the same snapshot again deletes the 50, once.
+    sync::state::StateStore::new(local.store.as_ref(), SYNCED_BUCKET, DEFAULT_CATALOG_ID)
+        .release_deletes("data/full/catalog.csv")
+        .await
+        .expect("release");
+    local.land("data/full/catalog.csv", mostly.clone()).await;
+    let (released, _, _) = local.archive("data/full/catalog.csv").await;
+    assert_eq!((released.deleted, released.deletes_held), (50, 0));
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 50);
+    assert!(
+        local
+            .keys(SYNCED_BUCKET, "state/")
+            .await
+            .iter()
+            .all(|k| !k.contains("/release/")),
+        "a release is used once"
+    );
+}
+
+#[tokio::test]
+async fn a_product_refused_in_its_verdict_is_sent_again() {
+    let local = local().await;
+    let csv = generated(40);
+    local
+        .emulator
+        .push_outcome(graph_emulator::BatchOutcome::Error);
+    local.land("data/export.csv", csv.clone()).await;
+    let (first, _, _) = local.archive("data/export.csv").await;
+    assert_eq!(first.sent, 40);
+    local.poll_until_done().await;
+    local.land("data/export.csv", csv).await;
+    let (second, _, _) = local.archive("data/export.csv").await;
+    assert_eq!(
+        (second.sent, second.unchanged),
+        (40, 0),
+        "a batch that ended in error applied nothing this run can rely on"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_state_is_started_over_with_a_warning() {
+    let local = local().await;
+    let csv = generated(40);
+    local.land("data/export.csv", csv.clone()).await;
+    local.archive("data/export.csv").await;
+    let state_file = local
+        .root()
+        .join(SYNCED_BUCKET)
+        .join(sync::state::state_key(DEFAULT_CATALOG_ID));
+    let mut bytes = std::fs::read(&state_file).expect("state written");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&state_file, bytes).expect("damage");
+
+    local.land("data/export.csv", csv).await;
+    let (again, _, _) = local.archive("data/export.csv").await;
+    assert_eq!(
+        (again.sent, again.unchanged),
+        (40, 0),
+        "everything is sent once more"
+    );
+    let log = local.alert_log();
+    assert!(log.contains("state_reset"), "{log}");
+    assert_eq!(local.state().await.len(), 40, "a new state was saved");
 }

@@ -316,6 +316,9 @@ mod tests {
         assert_eq!(plan(100, 50, 50, true, true), Send);
         assert!(matches!(plan(100, 1, 99, true, false), Hold(r) if r.contains("interruption")));
         assert_eq!(plan_deletes(100, 100, 5, 1.0, false, true), Send);
-        assert!(matches!(plan_deletes(100, 1, 99, 0.0, false, true), Hold(_)));
+        assert!(matches!(
+            plan_deletes(100, 1, 99, 0.0, false, true),
+            Hold(_)
+        ));
     }
 }

@@ -271,9 +271,16 @@ impl FileProcessor {
         self.save_changes(&loaded, &mut ended).await;
         let held = ended.parsed.held_deletes.clone();
         let outcome = self.route(&run, ended).await?;
-        if let FileOutcome::Archived { report_key, .. } = &outcome {
+        if let FileOutcome::Archived { report_key, .. } | FileOutcome::Rejected { report_key, .. } =
+            &outcome
+        {
+            let archived = matches!(outcome, FileOutcome::Archived { .. });
             match held {
-                Some(held) => self.alert_deletes_held(&run, held, report_key).await,
+                Some(held) => {
+                    self.alert_deletes_held(&run, held, report_key, archived)
+                        .await;
+                }
+                None if !archived => {}
                 None => {
                     let synced = &self.settings.layout.synced_bucket;
                     loaded
@@ -326,8 +333,7 @@ impl FileProcessor {
             .file_error
             .as_ref()
             .is_some_and(FileError::is_read_failure);
-        let goes_on =
-            ended.stop.is_some() || ended.parsed.internal_error.is_some() || read_broke;
+        let goes_on = ended.stop.is_some() || ended.parsed.internal_error.is_some() || read_broke;
         let deferred_at = goes_on.then_some(ended.checkpoint.batches_done);
         let synced = &self.settings.layout.synced_bucket;
         if let Err(error) = loaded
@@ -345,18 +351,28 @@ impl FileProcessor {
             ));
         }
         if let Some(held) = &ended.parsed.held_deletes {
-            ended.parsed.warnings.push(format!(
-                "{} deletes held back: {}",
-                held.count, held.reason
-            ));
+            ended
+                .parsed
+                .warnings
+                .push(format!("{} deletes held back: {}", held.count, held.reason));
         }
     }
 
     /// Publishes `deletes_held` for a snapshot archived with its deletes held back.
-    async fn alert_deletes_held(&self, run: &Run<'_>, held: HeldDeletes, report_key: &str) {
+    async fn alert_deletes_held(
+        &self,
+        run: &Run<'_>,
+        held: HeldDeletes,
+        report_key: &str,
+        archived: bool,
+    ) {
         let scope = self.scope();
         let layout = &self.settings.layout;
-        let archived_key = layout.archive_key(run.relative);
+        let archived_key = if archived {
+            layout.archive_key(run.relative)
+        } else {
+            layout.rejected_key(run.relative)
+        };
         let alert = crate::alert::wording::deletes_held(crate::alert::wording::DeletesHeld {
             key: run.key.to_owned(),
             file: scope.at(run.bucket, &archived_key),

@@ -158,6 +158,7 @@ pub(super) fn spawn_parser(
             Ok(reader) => reader,
             Err(error) => {
                 parsed.spool = spool;
+                hold_deletes_of_empty_snapshot(&changes, &error, &mut parsed);
                 parsed.file_error = Some(error);
                 return parsed;
             }
@@ -183,12 +184,9 @@ pub(super) fn spawn_parser(
                     counts,
                 });
                 parsed.counts = sink.counts();
-                if let Err(error) = queue_snapshot_deletes(
-                    &changes,
-                    &mut batcher,
-                    &mut sink,
-                    &mut parsed,
-                ) {
+                if let Err(error) =
+                    queue_snapshot_deletes(&changes, &mut batcher, &mut sink, &mut parsed)
+                {
                     if !matches!(error, ParseSinkError::SenderStopped) {
                         parsed.internal_error = Some(error.to_string());
                     }
@@ -207,6 +205,7 @@ pub(super) fn spawn_parser(
             Err(FeedError::File(error)) => {
                 parsed.counts = sink.counts();
                 parsed.counts.rows_read = reader.position().rows;
+                hold_deletes_of_empty_snapshot(&changes, &error, &mut parsed);
                 parsed.file_error = Some(error);
             }
             Err(FeedError::Sink(ParseSinkError::SenderStopped)) => {
@@ -242,4 +241,12 @@ fn queue_snapshot_deletes(
         Err(held) => parsed.held_deletes = Some(held),
     }
     Ok(())
+}
+
+/// An empty or header-only snapshot is rejected as a file, and would have deleted every
+/// known product: that is said too (`deletes_held`), as it is most often an export gone wrong.
+fn hold_deletes_of_empty_snapshot(changes: &Changes, error: &FileError, parsed: &mut Parsed) {
+    if changes.is_snapshot() && matches!(error, FileError::Empty | FileError::NoRows) {
+        parsed.held_deletes = changes.snapshot_deletes(0).err();
+    }
 }
