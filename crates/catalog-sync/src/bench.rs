@@ -677,7 +677,7 @@ fn cpu_time() -> Option<Duration> {
 }
 
 /// Peak resident memory of this process (`VmHWM`), on Linux.
-fn peak_rss_kib() -> Option<u64> {
+pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

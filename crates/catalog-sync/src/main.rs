@@ -3,6 +3,7 @@
 //! operate them on AWS (replay, poll, doctor).
 
 mod bench;
+mod bench_changes;
 mod check;
 mod demo;
 mod doctor;
@@ -11,6 +12,7 @@ mod output;
 mod replay;
 mod run;
 mod setup;
+mod state_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +60,10 @@ enum Command {
     /// Ask Meta once for the verdict of every pending batch, as the scheduled function does, on
     /// S3 or (with --root) in a local folder.
     Poll(PollArgs),
+    /// Show what change detection remembers of the catalog: how many products are remembered,
+    /// waiting for a verdict, refused or due for a resend; with IDs, each one's last send,
+    /// batch, verdict and fingerprint.
+    State(StateArgs),
     /// Check CSV files against Meta's catalog rules and list every rejected row.
     ///
     /// Exit status: 0 when every row of every file is valid, 1 when a row or a file is
@@ -87,6 +93,9 @@ enum Command {
     /// One measurement of `bench`, in its own process: prints one JSON line.
     #[command(hide = true)]
     BenchOne(BenchOneArgs),
+    /// One sync of `bench --changes`, in its own process: prints one JSON line.
+    #[command(hide = true)]
+    BenchSyncOne(BenchSyncOneArgs),
 }
 
 #[derive(Debug, Args)]
@@ -142,10 +151,27 @@ struct ReplayArgs {
     /// With --root: send to the built-in Graph API emulator instead of Meta.
     #[arg(long, requires = "root")]
     emulator: bool,
+    /// Release the deletes a full snapshot's guard held back (deletes_held alert): the named
+    /// snapshots delete the products they lack, however many.
+    #[arg(long)]
+    allow_deletes: bool,
     /// Landing-bucket keys (archive/x.csv, failed/x.csv, data/x.csv) or s3://bucket/key URLs;
     /// with --root also paths of files under DIR/landing/.
     #[arg(value_name = "KEY")]
     keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct StateArgs {
+    /// A local folder instead of the S3 buckets.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// With --root: the built-in emulator's catalog (as `run --emulator` and `demo` use).
+    #[arg(long, requires = "root")]
+    emulator: bool,
+    /// Product ids to look up.
+    #[arg(value_name = "ID")]
+    ids: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +258,23 @@ struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead, measure change detection: a full snapshot of ROWS products synced four times
+    /// (first sync, the same again, 1% changed, 1% removed), each in its own process.
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    changes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct BenchSyncOneArgs {
+    /// The scenario's name, for the figures.
+    #[arg(long)]
+    scenario: String,
+    /// The local folder the syncs share.
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// The snapshot to sync.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +393,15 @@ fn main() -> ExitCode {
         Command::Status(args) => graph_cmds::status(&args.handles, &args.graph, args.json),
         Command::Emulator(args) => emulator(args),
         Command::Generate(args) => generate(&args),
+        Command::Bench(BenchArgs {
+            changes: Some(rows),
+            dir,
+            json,
+            ..
+        }) => bench_changes::bench_changes(rows, dir.as_deref(), json),
+        Command::BenchSyncOne(args) => {
+            bench_changes::bench_sync_one(&args.scenario, &args.root, &args.file)
+        }
         Command::Bench(args) => bench::bench(bench::BenchOptions {
             rows: args.rows,
             wide_rows: args
@@ -379,8 +431,10 @@ fn main() -> ExitCode {
             since: args.since,
             root: args.root,
             emulator: args.emulator,
+            allow_deletes: args.allow_deletes,
         }),
         Command::Poll(args) => replay::poll(args.root),
+        Command::State(args) => state_cmd::state(args.root, args.emulator, args.ids),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -26,6 +26,8 @@ pub struct ReplayOptions {
     pub root: Option<PathBuf>,
     /// Send to the built-in emulator (local folder only).
     pub emulator: bool,
+    /// Release the held deletes of the snapshots named.
+    pub allow_deletes: bool,
 }
 
 /// Parses `--since`: a date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
@@ -98,7 +100,7 @@ async fn replay_async(options: ReplayOptions) -> anyhow::Result<u8> {
             code = EXIT_REJECTED;
             break;
         }
-        match replay_one(&wired, &processor, key).await {
+        match replay_one(&wired, &processor, key, options.allow_deletes).await {
             Ok(true) => {}
             Ok(false) => code = EXIT_REJECTED,
             Err(error) => {
@@ -184,6 +186,7 @@ async fn replay_one(
     wired: &Wired,
     processor: &sync::process::FileProcessor,
     key: &str,
+    allow_deletes: bool,
 ) -> anyhow::Result<bool> {
     let layout = &wired.config.layout;
     let store = wired.services.store.as_ref();
@@ -221,6 +224,23 @@ async fn replay_one(
         bail!("{} does not exist", wired.location(landing, key));
     }
     let mut note = String::new();
+    if allow_deletes {
+        if !layout.is_snapshot(&target) {
+            bail!(
+                "--allow-deletes releases the deletes of full snapshots, and {target} is not under the snapshot folder {}",
+                layout.snapshot_prefix
+            );
+        }
+        sync::state::StateStore::new(
+            store,
+            wired.synced_bucket(),
+            wired.services.catalog.catalog_id(),
+        )
+        .release_deletes(&target)
+        .await
+        .context("cannot record the release of its deletes")?;
+        note.push_str("deletes released; ");
+    }
     if origin != Origin::Landing {
         if store
             .head(landing, &target)
@@ -228,13 +248,15 @@ async fn replay_one(
             .context("cannot look the landing file up")?
             .is_some()
         {
-            note = format!("{target} is already in the landing folder, so that copy is sent; ");
+            note.push_str(&format!(
+                "{target} is already in the landing folder, so that copy is sent; "
+            ));
         } else {
             store
                 .copy(landing, key, &target)
                 .await
                 .with_context(|| format!("cannot copy it to {target}"))?;
-            note = format!("copied to {target}; ");
+            note.push_str(&format!("copied to {target}; "));
         }
     }
     let outcome = processor

@@ -90,7 +90,7 @@ async fn doctor_passes_on_a_complete_setup_and_names_each_problem_with_its_fix()
             stack.landing
         ),
         &format!(
-            "ok   SYNCED_BUCKET s3://{} (synced/, reports/, pending/, checked/, progress/)",
+            "ok   SYNCED_BUCKET s3://{} (synced/, reports/, pending/, checked/, progress/, state/)",
             stack.synced
         ),
         &format!("ok   ALERT_TOPIC_ARN {}", stack.topic),
@@ -110,7 +110,7 @@ async fn doctor_passes_on_a_complete_setup_and_names_each_problem_with_its_fix()
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains(&format!(
-            "FAIL SYNCED_BUCKET s3://{missing_bucket} (synced/, reports/, pending/, checked/, progress/): the bucket does not exist; check SYNCED_BUCKET"
+            "FAIL SYNCED_BUCKET s3://{missing_bucket} (synced/, reports/, pending/, checked/, progress/, state/): the bucket does not exist; check SYNCED_BUCKET"
         )),
         "{stdout}"
     );

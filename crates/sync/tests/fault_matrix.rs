@@ -593,3 +593,77 @@ proptest! {
         });
     }
 }
+
+// ------------------------------------------------- the change-detection state (issue 16)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_cannot_be_read_fails_the_attempt_and_the_retry_sends() {
+    run_case(
+        "state read",
+        |h| {
+            h.store.fail(Op::Get, "products.state", 1);
+        },
+        0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_notes_that_cannot_be_listed_fail_the_attempt_and_the_retry_sends() {
+    run_case(
+        "verdicts list",
+        |h| {
+            h.store.fail(Op::List, "/verdicts/", 1);
+        },
+        0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_write_that_fails_means_the_next_run_sends_those_products_again() {
+    let h = harness(10, 0).await;
+    let csv = file(45, 3);
+    h.moto.put_object(&h.landing, KEY, csv.clone()).await;
+    h.store.fail(Op::Put, "products.state", 1);
+    let attempts = h.settle(3, |_| {}).await;
+    h.assert_promise_kept(Expected::of(45, 3), &attempts, 0)
+        .await;
+    let report = h.report().await;
+    assert!(
+        report["warnings"]
+            .to_string()
+            .contains("could not be saved"),
+        "{report}"
+    );
+    let once = h.sends_per_row();
+
+    // Nothing remembered: the same file is sent again, whole; its state is saved this time.
+    h.moto.put_object(&h.landing, KEY, csv.clone()).await;
+    h.settle(3, |_| {}).await;
+    let twice = h.sends_per_row();
+    assert!(
+        once.keys()
+            .all(|row| twice.get(row) == Some(&(once[row] + 1))),
+        "every product went again: {twice:?}"
+    );
+    // And the third time nothing goes but the ids the file repeats (a repeated id is always
+    // sent: the last row wins).
+    h.moto.put_object(&h.landing, KEY, csv).await;
+    h.settle(3, |_| {}).await;
+    let thrice = h.sends_per_row();
+    let repeated: BTreeSet<String> = generated_rows(45, 3)
+        .into_iter()
+        .filter(|row| row.n % 11 == 10)
+        .map(|row| row.id)
+        .collect();
+    let resent: Vec<&String> = thrice
+        .iter()
+        .filter(|(row, count)| twice.get(*row) != Some(count))
+        .map(|((id, _), _)| id)
+        .collect();
+    assert!(
+        resent.iter().all(|id| repeated.contains(*id)),
+        "only repeated ids went again: {resent:?}"
+    );
+}

@@ -364,3 +364,101 @@ fn the_sample_events_parse_with_the_types_the_functions_use() {
         other => panic!("events/sqs-continuation.json is a continuation, not {other:?}"),
     }
 }
+
+/// An S3 event for `key` in `landing`, from the sample event.
+fn event_for(landing: &str, key: &str) -> Value {
+    let (mut event, _) = sample_event(landing);
+    event["Records"][0]["s3"]["object"]["key"] = Value::from(key);
+    event
+}
+
+/// Change detection across both compiled functions (issue 16): the sync function remembers
+/// what Meta took, the poll function's verdicts are folded in by the next sync, a file landed
+/// twice sends nothing the second time, and a full snapshot deletes exactly what it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_binaries_send_only_what_changed_and_a_snapshot_deletes_what_it_lacks() {
+    let stack = stack().await;
+    let csv = std::fs::read(workspace_root().join("events/products/home-goods-clean.csv"))
+        .expect("sample");
+    let text = String::from_utf8(csv.clone()).expect("utf-8");
+    let rows: Vec<&str> = text.lines().collect();
+    let ids: Vec<&str> = rows[1..]
+        .iter()
+        .map(|row| row.split(',').next().expect("id"))
+        .collect();
+    let key = "data/full/catalog.csv";
+    let sync = start(&stack, Duration::from_secs(120));
+    let poll = RieFunction::start(
+        testkit::cargo_bin("poll-batch-status"),
+        &FunctionSettings::named("poll-batch-status").timeout(Duration::from_secs(120)),
+        &stack.env,
+    );
+    let poll_event: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("events/scheduled-poll.json"))
+            .expect("poll event"),
+    )
+    .expect("json");
+
+    stack
+        .moto
+        .put_object(&stack.landing, key, csv.clone())
+        .await;
+    let first = response(&sync.invoke(event_for(&stack.landing, key)).await).clone();
+    assert_eq!(first["counts"]["sent"], ids.len());
+    // The emulator finishes a batch on its second check.
+    for _ in 0..2 {
+        response(&poll.invoke(poll_event.clone()).await);
+    }
+    assert!(
+        stack
+            .moto
+            .list_keys(&stack.synced, "pending/")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        stack.moto.list_keys(&stack.synced, "state/").await.len(),
+        2,
+        "the state and the poller's verdict note"
+    );
+
+    // The same snapshot again: nothing is sent.
+    let calls_before = stack.emulator.requests().len();
+    stack.moto.put_object(&stack.landing, key, csv).await;
+    let second = response(&sync.invoke(event_for(&stack.landing, key)).await).clone();
+    assert_eq!(second["counts"]["sent"], 0);
+    assert_eq!(second["counts"]["unchanged"], ids.len());
+    assert_eq!(
+        stack.emulator.requests().len(),
+        calls_before,
+        "no call at all"
+    );
+
+    // Without its last product: exactly that one is deleted (the sample holds ten or more, so
+    // one is within the 10% the guard allows).
+    assert!(ids.len() >= 10, "the sample is large enough for the guard");
+    let last = ids[ids.len() - 1];
+    let without_last = format!("{}\n", rows[..rows.len() - 1].join("\n"));
+    stack
+        .moto
+        .put_object(&stack.landing, key, without_last.into_bytes())
+        .await;
+    let third = response(&sync.invoke(event_for(&stack.landing, key)).await).clone();
+    assert_eq!(third["counts"]["deleted"], 1, "{third}");
+    assert_eq!(third["counts"]["unchanged"], ids.len() - 1);
+    let items = stack.emulator.items(DEFAULT_CATALOG_ID);
+    assert_eq!(items.len(), ids.len() - 1);
+    assert!(!items.contains_key(last));
+    let metrics: Vec<Value> = sync
+        .logs()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line.get("_aws").is_some())
+        .collect();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["ProductsDeleted"] == 1 && m["ProductsUnchanged"] == ids.len() - 1),
+        "{metrics:?}"
+    );
+}

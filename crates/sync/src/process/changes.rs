@@ -237,19 +237,22 @@ impl Changes {
     ) -> Result<(), StoreError> {
         let catalog_id = services.catalog.catalog_id();
         let store = StateStore::new(services.store.as_ref(), synced_bucket, catalog_id);
-        // A snapshot of 10^6 products is a few megabytes: copied out so the lock is not held
-        // while it is written.
-        let state = {
+        // Written to a temporary file under the lock (nothing else uses the state once the
+        // file is read), so a large state is never copied.
+        let written = {
             let mut state = lock(&self.state);
             match deferred_at {
                 Some(batches_done) => state.set_marks_progress(batches_done),
                 None => state.clear_marks(),
             }
-            state.clone()
+            store.write_temp(&state)
         };
-        let result = store.save(&state, folded).await;
+        let result = match written {
+            Ok(written) => store.upload(written, folded).await,
+            Err(error) => Err(error),
+        };
         match &result {
-            Ok(()) => info!(products = state.len(), "state saved"),
+            Ok(()) => info!("state saved"),
             Err(error) => {
                 warn!(%error, "could not save the state; the products of this run are sent again next time");
             }

@@ -146,9 +146,9 @@ impl<'a> StateStore<'a> {
         Ok((verdicts, keys))
     }
 
-    /// Saves `state`, then deletes the verdict notes it folded in.
-    pub async fn save(&self, state: &ProductState, folded: &[String]) -> Result<(), StoreError> {
-        let key = state_key(self.catalog_id);
+    /// Writes `state` to a temporary file, ready for [`StateStore::upload`]; apart from the
+    /// upload so that a caller holding the state behind a lock need not copy it.
+    pub fn write_temp(&self, state: &ProductState) -> Result<tempfile::TempPath, StoreError> {
         let (file, path) = tempfile::NamedTempFile::new()
             .map_err(|error| io_error("WriteState", self.location(), error))?
             .into_parts();
@@ -156,16 +156,25 @@ impl<'a> StateStore<'a> {
         codec::encode(state, self.catalog_id, &mut out)
             .and_then(|()| out.flush())
             .map_err(|error| io_error("WriteState", self.location(), error))?;
-        drop(out);
+        Ok(path)
+    }
+
+    /// Stores a state written by [`StateStore::write_temp`], then deletes the verdict notes it
+    /// folded in.
+    pub async fn upload(
+        &self,
+        written: tempfile::TempPath,
+        folded: &[String],
+    ) -> Result<(), StoreError> {
         self.store
             .put(
                 self.bucket,
-                &key,
-                Payload::File(path.to_path_buf()),
+                &state_key(self.catalog_id),
+                Payload::File(written.to_path_buf()),
                 "application/octet-stream",
             )
             .await?;
-        drop(path);
+        drop(written);
         for note in folded {
             if let Err(error) = self.store.delete(self.bucket, note).await {
                 // Folding a note twice changes nothing; it is deleted next time.
@@ -173,6 +182,12 @@ impl<'a> StateStore<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Saves `state`, then deletes the verdict notes it folded in.
+    pub async fn save(&self, state: &ProductState, folded: &[String]) -> Result<(), StoreError> {
+        let written = self.write_temp(state)?;
+        self.upload(written, folded).await
     }
 
     /// Whether a person allowed the held deletes of the snapshot at `landing_key`.
