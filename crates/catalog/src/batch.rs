@@ -127,7 +127,8 @@ pub struct Batch {
     /// product a full snapshot no longer holds).
     pub rows: Vec<RowRef>,
     /// The id and fingerprint of each request, in order: what change detection remembers once
-    /// Meta has taken the call.
+    /// Meta has taken the call. Empty from a batcher without change detection
+    /// ([`Batcher::with_known`]), which has no use for them.
     pub items: Vec<BatchItem>,
 }
 
@@ -330,7 +331,7 @@ impl Batcher {
         let row = RowRef { source: 0, line: 0 };
         let key = self.hasher.hash_one(id);
         self.seen.insert(key, row.pack());
-        let fingerprint = fingerprint(&self.scratch);
+        let fingerprint = self.fingerprint_of_scratch();
         let mut pushed = Pushed::default();
         self.append(key, id, fingerprint, true, row, &mut pushed);
         pushed
@@ -345,7 +346,7 @@ impl Batcher {
     ) -> Result<Pushed, SerializeError> {
         let key = self.hasher.hash_one(id);
         let mut pushed = Pushed::default();
-        let fingerprint = fingerprint(&self.scratch);
+        let fingerprint = self.fingerprint_of_scratch();
 
         let earlier = self.seen.insert(key, row.pack());
         if earlier.is_none() {
@@ -376,6 +377,16 @@ impl Batcher {
         }
         self.append(key, id, fingerprint, delete, row, &mut pushed);
         Ok(pushed)
+    }
+
+    /// The fingerprint of the request in `scratch`; only change detection needs it, so a
+    /// batcher without it (`transform`, `bench`) does not pay for the hash.
+    fn fingerprint_of_scratch(&self) -> u64 {
+        if self.known.is_some() {
+            fingerprint(&self.scratch)
+        } else {
+            0
+        }
     }
 
     /// Puts the request in `scratch` in the open batch, first completing the open batch if the
@@ -412,7 +423,9 @@ impl Batcher {
             delete,
             live: true,
         });
-        self.open_ids.push_str(id);
+        if self.known.is_some() {
+            self.open_ids.push_str(id);
+        }
         self.open_id_ends.push(self.open_ids.len());
         self.open_live += 1;
         self.open_encoded += encoded;
@@ -439,10 +452,10 @@ impl Batcher {
             .filter(|slot| slot.live)
             .map(|slot| slot.row)
             .collect();
-        let mut items = Vec::with_capacity(rows.len());
+        let mut items = Vec::with_capacity(if self.known.is_some() { rows.len() } else { 0 });
         let mut id_start = 0;
         for (slot, &id_end) in self.open_slots.iter().zip(&self.open_id_ends) {
-            if slot.live {
+            if slot.live && self.known.is_some() {
                 items.push(BatchItem {
                     // Ends were recorded after whole ids, so they are character boundaries.
                     id: self

@@ -349,7 +349,8 @@ impl catalog::KnownProducts for Remembered {
 
 /// The fingerprints of everything a plain batcher sends for `ids`.
 fn fingerprints_of(ids: &[&str]) -> std::collections::HashMap<String, u64> {
-    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default())
+        .with_known(Box::new(Remembered::default()));
     let (batches, _) = push_all(&mut batcher, ids);
     batches
         .iter()
@@ -406,7 +407,14 @@ fn a_repeated_id_is_sent_even_when_its_last_row_is_unchanged() {
 
 #[test]
 fn each_item_carries_the_fingerprint_of_its_request_text() {
-    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let mut plain = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let (batches, _) = push_all(&mut plain, &["a"]);
+    assert!(
+        batches[0].items.is_empty(),
+        "without change detection nothing is kept"
+    );
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default())
+        .with_known(Box::new(Remembered::default()));
     let (batches, _) = push_all(&mut batcher, &["a", "b"]);
     let deleted = batcher.push_delete("gone");
     assert!(deleted.batch.is_none());
