@@ -22,4 +22,15 @@ if ! ( ulimit -v $((limit_mib * 1024)); "$bin" transform --out "$work/batches" "
   exit 1
 fi
 grep -q "$rows rows read, $rows valid" "$work/out.txt" || { echo "memory-check: FAILED: unexpected output" >&2; tail -n 3 "$work/out.txt" >&2; exit 1; }
-echo "memory-check: 1 passed, 0 failed ($rows rows, $size bytes, under ${limit_mib} MiB)"
+
+# A sync with change detection's state: the same number of products synced four times as a
+# full snapshot (first, unchanged, 1% changed, 1% removed), each sync in its own process under
+# the same limit. glibc reserves address space per malloc arena and thread; two arenas are what
+# a Lambda's two vCPUs would use at most.
+if ! ( ulimit -v $((limit_mib * 1024)); MALLOC_ARENA_MAX=2 "$bin" bench --changes "$rows" --dir "$work/changes" >"$work/changes.txt" 2>&1 ); then
+  echo "memory-check: FAILED: a sync with state of $rows products did not finish within ${limit_mib} MiB of address space" >&2
+  tail -n 8 "$work/changes.txt" >&2 || true
+  exit 1
+fi
+grep -q "^removed" "$work/changes.txt" || { echo "memory-check: FAILED: unexpected bench output" >&2; tail -n 8 "$work/changes.txt" >&2; exit 1; }
+echo "memory-check: 2 passed, 0 failed ($rows rows, $size bytes: the transform, and four syncs with state, each under ${limit_mib} MiB)"

@@ -50,7 +50,10 @@ struct SyncRun {
     deletes_held: u64,
     wall_ms: u64,
     peak_rss_kib: Option<u64>,
+    /// Size of the stored state after the sync.
     state_bytes: u64,
+    /// Memory the state took when loaded before the sync.
+    state_memory: u64,
 }
 
 /// Meta's stand-in: counts calls and the bytes of their `requests`, takes everything.
@@ -152,7 +155,7 @@ pub fn bench_changes(rows: u64, dir: Option<&Path>, json: bool) -> anyhow::Resul
     )?;
     writeln!(
         out,
-        "{:<9} {:>7} {:>12} {:>9} {:>10} {:>8} {:>9} {:>10} {:>11}",
+        "{:<9} {:>7} {:>12} {:>9} {:>10} {:>8} {:>9} {:>10} {:>11} {:>13}",
         "sync",
         "calls",
         "bytes sent",
@@ -161,12 +164,13 @@ pub fn bench_changes(rows: u64, dir: Option<&Path>, json: bool) -> anyhow::Resul
         "deleted",
         "wall s",
         "peak RSS",
-        "state size"
+        "state after",
+        "state loaded"
     )?;
     for run in &runs {
         writeln!(
             out,
-            "{:<9} {:>7} {:>12} {:>9} {:>10} {:>8} {:>9.1} {:>10} {:>11}",
+            "{:<9} {:>7} {:>12} {:>9} {:>10} {:>8} {:>9.1} {:>10} {:>11} {:>13}",
             run.scenario,
             run.calls,
             run.bytes_sent,
@@ -179,23 +183,30 @@ pub fn bench_changes(rows: u64, dir: Option<&Path>, json: bool) -> anyhow::Resul
                 |kib| format!("{:.1} MiB", kib as f64 / 1024.0)
             ),
             format!("{:.1} MB", run.state_bytes as f64 / 1e6),
+            format!("{:.1} MB", run.state_memory as f64 / 1e6),
         )?;
     }
     Ok(EXIT_OK)
 }
 
-/// Writes the snapshot of `scenario`: the generated products, every hundredth changed (its
-/// brand) or left out.
+/// Writes the snapshot of `scenario`, streamed: the generated products, every hundredth with
+/// its brand changed (`changed`) or left out (`removed`).
 fn write_snapshot(path: &Path, rows: u64, scenario: &str) -> anyhow::Result<()> {
-    let mut csv = Vec::new();
-    catalog::synthetic::write_products(&mut csv, rows, 1)?;
+    use std::io::BufRead as _;
+    let base = path.with_extension("base.csv");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&base)?);
+        catalog::synthetic::write_products(&mut out, rows, 1)?;
+        out.flush()?;
+    }
     if scenario == "first" || scenario == "same" {
-        std::fs::write(path, csv)?;
+        std::fs::rename(&base, path)?;
         return Ok(());
     }
-    let text = String::from_utf8(csv).context("generated text")?;
+    let input = std::io::BufReader::new(std::fs::File::open(&base)?);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in input.lines().enumerate() {
+        let line = line?;
         let hit = index > 0 && (index as u64 - 1).is_multiple_of(ONE_PERCENT);
         match (hit, scenario) {
             (true, "removed") => continue,
@@ -208,6 +219,7 @@ fn write_snapshot(path: &Path, rows: u64, scenario: &str) -> anyhow::Result<()> 
         }
     }
     out.flush()?;
+    std::fs::remove_file(&base)?;
     Ok(())
 }
 
@@ -246,6 +258,13 @@ async fn sync_once(scenario: &str, root: PathBuf, file: &Path) -> anyhow::Result
             "text/csv",
         )
         .await?;
+    // The state this sync starts from, as it sits in memory (loaded and dropped again).
+    let state_memory =
+        sync::state::StateStore::new(store.as_ref(), SYNCED_BUCKET, catalog.catalog_id())
+            .load()
+            .await?
+            .state
+            .memory_bytes() as u64;
     let started = Instant::now();
     let outcome = processor
         .process(LANDING_BUCKET, SNAPSHOT_KEY, None)
@@ -270,5 +289,6 @@ async fn sync_once(scenario: &str, root: PathBuf, file: &Path) -> anyhow::Result
         wall_ms,
         peak_rss_kib: crate::bench::peak_rss_kib(),
         state_bytes,
+        state_memory,
     })
 }

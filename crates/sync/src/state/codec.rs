@@ -12,7 +12,7 @@
 //! ```
 //! `str` is a varint length and UTF-8 bytes; varints are unsigned LEB128. Sorted ids share
 //! most of their bytes with their neighbour, and a batch is named once, so 1,000,000 products
-//! take about 14 bytes each. Any damage, a different version or another catalog's state is
+//! take about 16 bytes each. Any damage, a different version or another catalog's state is
 //! refused whole ([`DecodeError`]); the caller starts over from an empty state.
 
 use std::io::{self, Read, Write};

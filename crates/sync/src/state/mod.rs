@@ -7,7 +7,7 @@
 //! the verdicts the poller left under `state/<catalog>/verdicts/`, and saves it after the file.
 //!
 //! Memory is what bounds a large catalog, so entries are columns rather than structs (16 bytes
-//! an entry plus the id's bytes; 1,000,000 products of 12-byte ids take 28 MB), sorted by id
+//! an entry plus the id's bytes; 1,000,000 products of 12-byte ids take 28 to 30 MB), sorted by id
 //! and found by binary search instead of through a hash table. Products first sent in this
 //! run are appended unsorted and merged in when the state is saved.
 
