@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use catalog::ProductTypeMapping;
 use clap::Args;
 use graph::{AccessToken, BatchState, GraphClient, GraphSettings, RetryPolicy};
+use sync::alert::wording::of_them_deleted;
 use sync::process::{FileOutcome, FileProcessor, Settings};
 use sync::report::FileReport;
 use sync::{Config, Requirements};
@@ -158,9 +159,10 @@ pub fn send(
                         );
                     }
                     println!(
-                        "{name}: {} rows read, {} sent, {} rejected, {} superseded, {} refused by Meta",
+                        "{name}: {} rows read, {} sent{}, {} rejected, {} superseded, {} refused by Meta",
                         counts.rows_read,
                         counts.sent,
+                        of_them_deleted(counts.deleted),
                         counts.rejected,
                         counts.superseded,
                         counts.refused_by_meta

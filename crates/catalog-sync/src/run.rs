@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use sync::Requirements;
+use sync::alert::wording::of_them_deleted;
 use sync::event::EventSummary;
 use sync::poll::PollSummary;
 use sync::ports;
@@ -200,11 +201,12 @@ fn summary_line(tally: &EventSummary, pending: usize) -> String {
         String::new()
     };
     format!(
-        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
         tally.archived.len(),
         tally.rejected.len(),
         tally.failed.len(),
         counts.sent,
+        of_them_deleted(counts.deleted),
         counts.rejected,
     )
 }
@@ -544,6 +546,7 @@ mod tests {
             superseded: 0,
             sent: 3,
             refused_by_meta: 2,
+            deleted: 1,
         };
         tally
             .record(
@@ -567,8 +570,11 @@ mod tests {
         };
         assert_eq!(metric("ProductsRejected"), 5);
         assert_eq!(metric("ProductsRefusedByMeta"), 2);
+        assert_eq!(metric("ProductsDeleted"), 1);
         assert!(
-            line.contains("3 products sent, 5 rows rejected, 2 refused by Meta when sent"),
+            line.contains(
+                "3 products sent (1 of them deletes), 5 rows rejected, 2 refused by Meta when sent"
+            ),
             "{line}"
         );
         assert!(line.starts_with("run: 1 file(s) archived, 0 rejected, 0 not sent"));

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use graph_emulator::{DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, GraphEmulator};
 use sync::alert::Alert;
+use sync::alert::wording::of_them_deleted;
 use sync::keys::Layout;
 use sync::poll::{PollSettings, PollSummary, Poller};
 use sync::ports::{AlertError, AlertSink};
@@ -345,8 +346,12 @@ pub fn outcome_line(wired: &Wired, outcome: &FileOutcome) -> String {
             batches,
         } => {
             let mut line = format!(
-                "{key}: archived: {} rows read, {} sent, {} rejected, {} superseded, {batches} batch(es)",
-                counts.rows_read, counts.sent, counts.rejected, counts.superseded
+                "{key}: archived: {} rows read, {} sent{}, {} rejected, {} superseded, {batches} batch(es)",
+                counts.rows_read,
+                counts.sent,
+                of_them_deleted(counts.deleted),
+                counts.rejected,
+                counts.superseded
             );
             if counts.refused_by_meta > 0 {
                 line.push_str(&format!(

@@ -125,6 +125,8 @@ pub struct Batch {
     pub requests_json: String,
     /// The source row of each request, in order.
     pub rows: Vec<RowRef>,
+    /// Positions (in `rows`) of the requests that are deletes, ascending; usually empty.
+    pub deletes: Vec<usize>,
 }
 
 impl Batch {
@@ -136,6 +138,18 @@ impl Batch {
     /// True when the batch holds no request.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Delete requests among the requests at `positions` (a part of the batch sent on its own).
+    pub fn deletes_in(&self, positions: std::ops::Range<usize>) -> u64 {
+        let first = self.deletes.partition_point(|&at| at < positions.start);
+        let end = self.deletes.partition_point(|&at| at < positions.end);
+        end.saturating_sub(first) as u64
+    }
+
+    /// True when the request at `position` is a delete.
+    pub fn is_delete_at(&self, position: usize) -> bool {
+        self.deletes.binary_search(&position).is_ok()
     }
 
     /// The whole call as one JSON document, the form in which catalog-sync stores what it sent:
@@ -196,6 +210,7 @@ struct Slot {
     encoded: usize,
     row: RowRef,
     live: bool,
+    delete: bool,
 }
 
 /// Builds batches from valid products, in input order, one batch in memory at a time.
@@ -297,6 +312,7 @@ impl Batcher {
             encoded,
             row,
             live: true,
+            delete: product.is_delete(),
         });
         self.open_live += 1;
         self.open_encoded += encoded;
@@ -318,12 +334,14 @@ impl Batcher {
             self.clear_open();
             return None;
         }
-        let rows: Vec<RowRef> = self
-            .open_slots
-            .iter()
-            .filter(|slot| slot.live)
-            .map(|slot| slot.row)
-            .collect();
+        let mut rows = Vec::with_capacity(self.open_live);
+        let mut deletes = Vec::new();
+        for slot in self.open_slots.iter().filter(|slot| slot.live) {
+            if slot.delete {
+                deletes.push(rows.len());
+            }
+            rows.push(slot.row);
+        }
         let mut requests_json = String::with_capacity(self.open_json.len() + 1);
         if rows.len() == self.open_slots.len() {
             // Nothing was superseded: the open text is the batch, copied in one piece.
@@ -341,6 +359,7 @@ impl Batcher {
             number: self.next_number,
             requests_json,
             rows,
+            deletes,
         };
         self.next_number += 1;
         self.clear_open();
@@ -586,11 +605,16 @@ impl RequestLines {
     /// The line of the request carrying product `id`: the last one, as Meta keeps the last of
     /// duplicated ids in a batch.
     pub fn line_of_id(&self, id: &str) -> Option<u64> {
-        let index = self
-            .ids
+        self.index_of_id(id)
+            .and_then(|index| self.lines.get(index).copied())
+    }
+
+    /// The 0-based index of the request carrying product `id`: the last one, as for
+    /// [`RequestLines::line_of_id`].
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.ids
             .iter()
-            .rposition(|candidate| candidate.as_deref() == Some(id))?;
-        self.lines.get(index).copied()
+            .rposition(|candidate| candidate.as_deref() == Some(id))
     }
 
     /// The line of an item Meta answered about: by its index when given, else by its id.

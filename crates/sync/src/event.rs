@@ -231,4 +231,5 @@ fn add(total: &mut Counts, counts: Counts) {
     total.superseded += counts.superseded;
     total.sent += counts.sent;
     total.refused_by_meta += counts.refused_by_meta;
+    total.deleted += counts.deleted;
 }

@@ -21,10 +21,14 @@ pub struct Counts {
     pub rejected: u64,
     /// Valid rows replaced by a later row with the same id.
     pub superseded: u64,
-    /// Products sent to Meta and taken (a handle came back).
+    /// Products sent to Meta and taken (a handle came back), deletes included.
     pub sent: u64,
     /// Products Meta refused synchronously (validation_status errors, or no handle).
     pub refused_by_meta: u64,
+    /// Of `sent`, the delete requests Meta took: products asked to be removed (0 in reports
+    /// written before deletes were counted).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// The state a file's report records.

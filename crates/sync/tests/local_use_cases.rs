@@ -447,3 +447,75 @@ async fn a_retired_api_version_stops_with_an_alert_naming_the_setting() {
         .count();
     assert_eq!(sends, 1, "a retired version is not retried");
 }
+
+/// Delete requests Meta took are counted on their own (`deleted`, part of `sent`) in the
+/// outcome, the report and the alert; a delete Meta refused at once is refused, not deleted;
+/// and the count survives a checkpoint (issue 14).
+#[tokio::test]
+async fn deletes_are_counted_on_their_own_and_across_a_checkpoint() {
+    let local = local().await;
+    let csv = generated(100);
+    let ids = ids_of(&csv);
+    local.land("data/export.csv", csv).await;
+    local.archive("data/export.csv").await;
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 100);
+
+    let deletes = |ids: &[String]| -> Vec<u8> {
+        let mut file = String::from("id,method\n");
+        for id in ids {
+            file.push_str(&format!("{id},delete\n"));
+        }
+        file.into_bytes()
+    };
+    local
+        .emulator
+        .refuse_at_once(&[ids[2].as_str()], "Temporarily refused");
+    local.land("data/deletes.csv", deletes(&ids[..3])).await;
+    let (counts, report_key, _) = local.archive("data/deletes.csv").await;
+    assert_eq!(
+        (counts.sent, counts.deleted, counts.refused_by_meta),
+        (2, 2, 1)
+    );
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 98);
+    let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_path).expect("report")).expect("json");
+    assert_eq!(report["counts"]["deleted"], 2);
+    assert_eq!(report["counts"]["sent"], 2);
+    let log = local.alert_log();
+    assert!(log.contains("sent 2 products (2 of them deletes)"), "{log}");
+
+    // 60 deletes in batches of 40: the second call is throttled longer than the client waits,
+    // so the run is checkpointed after the first; the next run resumes and counts all 60.
+    local
+        .emulator
+        .push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
+    local.emulator.push_fault(
+        Fault::Throttle {
+            code: 80014,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    local.land("data/more.csv", deletes(&ids[10..70])).await;
+    let first = local
+        .processor
+        .process(LANDING_BUCKET, "data/more.csv", None)
+        .await
+        .expect("deferred");
+    assert!(
+        matches!(
+            first,
+            FileOutcome::Deferred {
+                batches_sent: 1,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (counts, _, _) = local.archive("data/more.csv").await;
+    assert_eq!((counts.sent, counts.deleted), (60, 60));
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 38);
+}

@@ -152,6 +152,7 @@ async fn the_binary_processes_the_sample_event_and_a_redelivery_is_a_no_op() {
     assert_eq!(metrics["ProductsSent"], 3);
     assert_eq!(metrics["ProductsRejected"], 5);
     assert_eq!(metrics["BatchesSent"], 1);
+    assert_eq!(metrics["ProductsDeleted"], 0);
     for line in &logs {
         assert!(!line.contains(TOKEN), "token in a log line: {line}");
     }

@@ -388,5 +388,6 @@ fn counts(parsed: &Parsed, sent: &Sent) -> Counts {
         superseded: parsed.superseded,
         sent: sent.items.saturating_sub(sent.refused.min(sent.items)),
         refused_by_meta: sent.refused,
+        deleted: sent.deleted,
     }
 }
