@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub watch: bool,
     /// Send to the built-in emulator instead of the configured catalog.
     pub emulator: bool,
+    /// The retailer's columns as Meta's fields, and fixed values.
+    pub column_mapping: catalog::ColumnMapping,
     /// Time between polls (default: 30 s, or 1 s against the emulator).
     pub poll_interval: Option<Duration>,
     /// How long a file must stay unchanged before it is taken.
@@ -74,13 +76,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
 async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
     let choice = CatalogChoice::from_flag(options.emulator);
-    let wired = setup::wire(
+    let mut wired = setup::wire(
         Storage::Local(options.root.clone()),
         choice,
         Requirements::Local,
     )
     .await?;
     wired.preflight().await?;
+    wired.read_through(options.column_mapping.clone());
     let data_dir = setup::landing_dir(&options.root, &wired.config.layout);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the landing folder {}", data_dir.display()))?;

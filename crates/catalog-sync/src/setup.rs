@@ -90,6 +90,15 @@ pub struct Wired {
 }
 
 impl Wired {
+    /// Reads landed files through `mapping` (`--column-mapping` or `COLUMN_MAPPING`), which
+    /// is shown on standard error when it maps anything.
+    pub fn read_through(&mut self, mapping: catalog::ColumnMapping) {
+        for line in crate::output::mapping_lines(&mapping) {
+            eprintln!("{line}");
+        }
+        self.config.column_mapping = mapping;
+    }
+
     /// Settings of the "process one landed file" use case.
     pub fn process_settings(&self) -> Settings {
         Settings::from_config(&self.config)

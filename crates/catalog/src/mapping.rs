@@ -85,6 +85,11 @@ impl ColumnMapping {
             .or_else(|| Field::from_header(column))
     }
 
+    /// The renamed columns, each with the field it is read as, in the order written.
+    pub fn renames(&self) -> &[(String, Field)] {
+        &self.renames
+    }
+
     /// The fields given a fixed value, with it.
     pub fn fixed(&self) -> &[(Field, String)] {
         &self.fixed

@@ -75,6 +75,7 @@ async fn local_with(config: EmulatorConfig) -> Local {
         },
         batch_limits: catalog::BatchLimits::new(40).expect("batch size"),
         mapping: catalog::ProductTypeMapping::default(),
+        column_mapping: catalog::ColumnMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
         min_send_window: DEFAULT_MIN_SEND_WINDOW,
     };
@@ -518,4 +519,90 @@ async fn deletes_are_counted_on_their_own_and_across_a_checkpoint() {
     let (counts, _, _) = local.archive("data/more.csv").await;
     assert_eq!((counts.sent, counts.deleted), (60, 60));
     assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 38);
+}
+
+impl Local {
+    /// A processor over the same folder and emulator that reads columns through the
+    /// `COLUMN_MAPPING` spec `spec`.
+    fn processor_with_mapping(&self, spec: &str) -> FileProcessor {
+        let settings = Settings {
+            layout: self.processor.layout().clone(),
+            batch_limits: catalog::BatchLimits::new(40).expect("batch size"),
+            mapping: catalog::ProductTypeMapping::default(),
+            column_mapping: sync::config::parse_column_mapping(spec).expect("a valid mapping"),
+            reader_limits: catalog::ReaderLimits::default(),
+            min_send_window: DEFAULT_MIN_SEND_WINDOW,
+        };
+        FileProcessor::new(self.services(), settings)
+    }
+}
+
+/// A retailer's column renamed to a Meta field and a fixed value for every row arrive in the
+/// catalog as Meta's fields; a column matching neither is named once in the report's warning,
+/// with the nearest field (issue 14).
+#[tokio::test]
+async fn a_renamed_column_and_a_fixed_value_arrive_as_metas_fields() {
+    let local = local().await;
+    let processor =
+        local.processor_with_mapping("sale_price=SalePrice; condition:=new; brand = Marke");
+    let csv = "\
+id,title,description,link,image_link,availability,price,Marke,SalePrice,Colour
+SKU-1,Mug,Stoneware mug,https://shop.example/p/1,https://cdn.example/1.jpg,in stock,10.00 USD,Hearth,8.00 USD,red
+SKU-2,Bowl,Stoneware bowl,https://shop.example/p/2,https://cdn.example/2.jpg,in stock,12.00 USD,Hearth,,blue
+";
+    local.land("data/mapped.csv", csv.as_bytes().to_vec()).await;
+    let outcome = processor
+        .process(LANDING_BUCKET, "data/mapped.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived {
+        counts, report_key, ..
+    } = outcome
+    else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!((counts.rows_read, counts.sent, counts.rejected), (2, 2, 0));
+
+    let items = local.emulator.items(DEFAULT_CATALOG_ID);
+    let first = &items["SKU-1"];
+    assert_eq!(first["condition"], "new", "{first}");
+    assert_eq!(first["brand"], "Hearth", "{first}");
+    assert!(
+        first["sale_price"].to_string().contains("8.00"),
+        "the renamed column arrives as sale_price: {first}"
+    );
+    let second = &items["SKU-2"];
+    assert_eq!(second["condition"], "new", "{second}");
+    assert!(
+        second.get("sale_price").is_none(),
+        "an empty value is not sent: {second}"
+    );
+    for item in [first, second] {
+        assert!(
+            item.get("SalePrice").is_none() && item.get("Colour").is_none(),
+            "{item}"
+        );
+    }
+
+    let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_path).expect("report")).expect("json");
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!(["extra columns ignored: Colour (did you mean color?)"])
+    );
+
+    // Without the mapping the same file lacks condition, and is rejected naming it.
+    local
+        .land("data/unmapped.csv", csv.as_bytes().to_vec())
+        .await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/unmapped.csv", None)
+        .await
+        .expect("processed");
+    assert!(
+        matches!(outcome, FileOutcome::Rejected { .. }),
+        "{outcome:?}"
+    );
 }
