@@ -1,17 +1,26 @@
 //! A CSV export through the reader, the row rules and the batcher, as the sync function does.
 //!
-//! The bytes are one export file. It is read twice, with two settings: the defaults with small
+//! The bytes are one export file, read through a column mapping: a fuzzed mapping spec when the
+//! input starts with one line `#map <spec>` (its bytes are then not part of the file), else one
+//! of a few fixed mappings chosen by the input's length (most often none). It is read twice, with
+//! two settings: the defaults with small
 //! batches, and tight limits with a tiny byte budget, so limits and batch boundaries are hit
 //! with small inputs. The first setting also reads the file a second time as another file of the
 //! same stream (every id then repeats across files), and resumes it part-way from a recorded
 //! position, as a checkpointed run does; the resumed rows must be the rows read straight through.
 //!
 //! Invariants, besides "no panic":
+//! - a mapping spec either parses or is refused with a message naming its entry;
 //! - data rows come with increasing line numbers after the header; rejected rows say why;
 //! - valid products keep the contract's canonical values, every field of the catalog within its
 //!   kind's rule (lists within their counts, links http(s), stock digits), their price reads
-//!   back as itself and a sale price shares its currency; a delete carries only its id;
-//! - every batch is a JSON array of `UPDATE` or `DELETE` requests that matches its row list, holds
+//!   back as itself, a sale price shares its currency and is not above the price, a sale date
+//!   range does not end before it starts; a delete carries only its id; a field the mapping
+//!   fixes holds its value in every update (none when the value is empty);
+//! - each request's data holds only catalog fields, each in the JSON form of its kind (a stock
+//!   a number, image lists arrays of strings, videos arrays of `{"url"}`);
+//! - every batch is a JSON array of `UPDATE` or `DELETE` requests that matches its row list and
+//!   names exactly its `DELETE` requests in `deletes`, holds
 //!   `1..=max_items` requests and no id twice (Meta would ignore every copy), and stays within
 //!   the byte budget unless it is a single request;
 //! - every valid row is sent exactly once unless a later row with its id replaced it in the open
@@ -22,20 +31,75 @@
 use std::collections::{HashMap, HashSet};
 
 use catalog::{
-    Batch, BatchLimits, Batcher, Field, FileError, HeaderLayout, Kind, Position, ProductReader,
-    ProductTypeMapping, Pushed, ReaderLimits, Row, RowRef, parse_price,
+    Batch, BatchLimits, Batcher, ColumnMapping, Field, FileError, HeaderLayout, Kind, Position,
+    ProductReader, ProductTypeMapping, Pushed, ReaderLimits, Row, RowRef, parse_price,
 };
 use serde_json::Value;
 
 /// Bytes added to a body at send time that the batcher keeps room for (`appsecret_proof`).
 const FORM_SLACK: usize = 128;
 
+/// Mappings of the kinds retailers write, one chosen by the input's length; the empty ones make
+/// the default (no mapping) the most common.
+const FIXED_MAPPINGS: [&str; 6] = [
+    "",
+    "",
+    "",
+    "sale_price=SalePrice; condition:=new",
+    "id=sku; title=name; brand:=Acme; availability:= In Stock ; method=action; gtin=ean",
+    "additional_image_link=images; quantity_to_sell_on_facebook=stock; sale_price_effective_date=window; item_group_id=parent; price=cost; sale_price=offer; video=clips",
+];
+
+/// The column mapping an input asks for, and the export itself.
+fn mapping_of(data: &[u8]) -> (ColumnMapping, &[u8]) {
+    if let Some(rest) = data.strip_prefix(b"#map ") {
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        let spec = String::from_utf8_lossy(&rest[..end]);
+        let csv = rest.get(end + 1..).unwrap_or_default();
+        return match spec.parse::<ColumnMapping>() {
+            Ok(mapping) => {
+                check_mapping(&mapping);
+                (mapping, csv)
+            }
+            Err(error) => {
+                let message = error.to_string();
+                assert!(
+                    message.starts_with("column mapping entr"),
+                    "a refused mapping names its entry: {message}"
+                );
+                (ColumnMapping::default(), csv)
+            }
+        };
+    }
+    let spec = FIXED_MAPPINGS[data.len() % FIXED_MAPPINGS.len()];
+    let mapping: ColumnMapping = spec.parse().expect("the fixed mappings are valid");
+    (mapping, data)
+}
+
+/// A parsed mapping gives each field once, never a fixed id or method.
+fn check_mapping(mapping: &ColumnMapping) {
+    let mut given = HashSet::new();
+    for (column, field) in mapping.renames() {
+        assert!(!column.trim().is_empty());
+        assert!(given.insert(*field), "{field} given twice");
+        assert_eq!(mapping.field_of(column), Some(*field));
+    }
+    for (field, _) in mapping.fixed() {
+        assert!(given.insert(*field), "{field} given twice");
+        assert!(![Field::Id, Field::Method].contains(field), "{field} fixed");
+    }
+    assert_eq!(mapping.is_empty(), given.is_empty());
+    let _ = mapping.to_string();
+}
+
 /// Runs the target on one input.
 pub fn run(data: &[u8]) {
+    let (columns, data) = mapping_of(data);
     let wide = Setup {
         limits: ReaderLimits::default(),
         batch: BatchLimits::new(3).expect("3 is a valid batch size"),
         mapping: ProductTypeMapping::Both,
+        columns: columns.clone(),
     };
     let tight = Setup {
         limits: ReaderLimits {
@@ -48,6 +112,7 @@ pub fn run(data: &[u8]) {
             .expect("5000 is a valid batch size")
             .with_max_body_bytes(1200),
         mapping: ProductTypeMapping::GoogleProductCategory,
+        columns,
     };
 
     let mut stream = Stream::new(&wide);
@@ -71,6 +136,7 @@ struct Setup {
     limits: ReaderLimits,
     batch: BatchLimits,
     mapping: ProductTypeMapping,
+    columns: ColumnMapping,
 }
 
 /// What one data row became, enough to compare two reads of it.
@@ -121,18 +187,27 @@ impl<'s> Stream<'s> {
 
     /// Reads one file into the batcher; `None` when the file as a whole was refused.
     fn read_file(&mut self, data: &[u8], source: u32) -> Option<FileRead> {
-        let mut reader = match ProductReader::with_limits(data, self.setup.limits) {
-            Ok(reader) => reader,
-            Err(error) => {
-                describe(&error);
-                return None;
-            }
-        };
+        let mut reader =
+            match ProductReader::with_mapping(data, self.setup.limits, &self.setup.columns) {
+                Ok(reader) => reader,
+                Err(error) => {
+                    describe(&error);
+                    return None;
+                }
+            };
         let layout = reader.layout().clone();
         assert_eq!(layout.columns.len(), catalog::FIELD_COUNT);
         let mapped = layout.columns.iter().flatten().count();
         assert!(mapped >= 1, "a usable file has at least an id column");
         assert!(layout.width >= mapped && layout.width <= self.setup.limits.max_columns);
+        // Renamed columns are fields, never extra columns.
+        for extra in &layout.extra {
+            assert!(
+                self.setup.columns.field_of(extra).is_none(),
+                "{extra:?} is a field yet listed as extra"
+            );
+        }
+        let _ = layout.extra_columns_warning();
         let mut positions = Vec::new();
         let mut rows = Vec::new();
         let mut last_line = 1;
@@ -151,7 +226,7 @@ impl<'s> Stream<'s> {
                 Row::Valid { line, product } => {
                     assert!(line > last_line, "line {line} after line {last_line}");
                     last_line = line;
-                    check_product(&product);
+                    check_product(&product, &self.setup.columns);
                     let seen = Seen::Valid {
                         line,
                         product: format!("{product:?}"),
@@ -240,20 +315,36 @@ impl<'s> Stream<'s> {
             serde_json::from_str(&batch.requests_json).expect("requests are a JSON array");
         assert_eq!(requests.len(), batch.len());
         let mut ids = HashSet::new();
-        for request in &requests {
+        let mut deletes = Vec::new();
+        for (position, request) in requests.iter().enumerate() {
             match request["method"].as_str() {
-                Some("UPDATE") => {}
-                Some("DELETE") => assert_eq!(
-                    request["data"].as_object().map(|data| data.len()),
-                    Some(1),
-                    "a DELETE sends only the id"
-                ),
+                Some("UPDATE") => check_request_data(&request["data"]),
+                Some("DELETE") => {
+                    deletes.push(position);
+                    assert_eq!(
+                        request["data"].as_object().map(|data| data.len()),
+                        Some(1),
+                        "a DELETE sends only the id"
+                    );
+                }
                 other => panic!("unexpected method {other:?}"),
             }
             let id = request["data"]["id"]
                 .as_str()
                 .expect("every request has a string id");
             assert!(ids.insert(id.to_owned()), "id {id:?} twice in one batch");
+        }
+        assert_eq!(
+            batch.deletes, deletes,
+            "the batch names its DELETE requests"
+        );
+        assert_eq!(batch.deletes_in(0..batch.len()), deletes.len() as u64);
+        if let Some(split) = batch.len().checked_div(2) {
+            assert_eq!(
+                batch.deletes_in(0..split) + batch.deletes_in(split..batch.len()),
+                deletes.len() as u64,
+                "the deletes of a split batch add up"
+            );
         }
         let body: Value = serde_json::from_str(&batch.body_json()).expect("the body is JSON");
         assert_eq!(body["requests"].as_array().map(Vec::len), Some(batch.len()));
@@ -305,11 +396,12 @@ impl<'s> Stream<'s> {
 fn check_resume(data: &[u8], setup: &Setup, straight: &FileRead, at: usize) {
     let position = straight.positions[at];
     let start = usize::try_from(position.byte).expect("a position within the input");
-    let mut reader = ProductReader::resume(
+    let mut reader = ProductReader::resume_with_mapping(
         &data[start..],
         straight.layout.clone(),
         position,
         setup.limits,
+        &setup.columns,
     );
     let mut rows = Vec::new();
     while let Some(row) = reader.next_row().expect("the rest read straight through") {
@@ -336,7 +428,7 @@ fn check_resume(data: &[u8], setup: &Setup, straight: &FileRead, at: usize) {
     );
 }
 
-fn check_product(product: &catalog::Product<'_>) {
+fn check_product(product: &catalog::Product<'_>, columns: &ColumnMapping) {
     assert_eq!(product.id, product.id.trim(), "the id is trimmed");
     assert!(!product.id.is_empty());
     assert!(product.id.chars().count() <= 100);
@@ -387,7 +479,35 @@ fn check_product(product: &catalog::Product<'_>) {
             _ => {}
         }
     }
+    for (field, value) in columns.fixed() {
+        let value = value.trim();
+        match product.get(*field) {
+            Some(held) if field.kind() == Kind::Price => {
+                assert_eq!(
+                    parse_price(value).map(|p| p.to_string()),
+                    parse_price(held).map(|p| p.to_string())
+                );
+            }
+            Some(held) if matches!(field.kind(), Kind::OneOf(_)) => {
+                assert!(
+                    held.eq_ignore_ascii_case(value),
+                    "fixed {field} {value:?} held as {held:?}"
+                );
+            }
+            Some(held) => assert_eq!(held, value, "fixed {field}"),
+            None => assert!(value.is_empty(), "fixed {field} {value:?} missing"),
+        }
+    }
+    if let Some(window) = product.get(Field::SalePriceEffectiveDate) {
+        check_date_range(window);
+    }
     let price = product.price().expect("an update has a price");
+    if let Some(sale) = product.sale_price() {
+        assert!(
+            decimal_le(sale.amount(), price.amount()),
+            "sale price {sale} above price {price}"
+        );
+    }
     let price = price.to_string();
     assert_eq!(
         parse_price(&price).map(|p| p.to_string()),
@@ -400,6 +520,74 @@ fn check_product(product: &catalog::Product<'_>) {
             product.price().expect("price").currency(),
             "a sale price shares the price's currency"
         );
+    }
+}
+
+/// Both ends of a sale window that read as ISO 8601 times with offsets: the end is not before
+/// the start. (Other forms, such as dates, are left to the product's rule.)
+fn check_date_range(window: &str) {
+    let (start, end) = window.split_once('/').expect("a range has two ends");
+    assert!(
+        !start.trim().is_empty() && !end.trim().is_empty(),
+        "{window:?}"
+    );
+    let format = time::format_description::well_known::Iso8601::DEFAULT;
+    if let (Ok(start), Ok(end)) = (
+        time::OffsetDateTime::parse(start.trim(), &format),
+        time::OffsetDateTime::parse(end.trim(), &format),
+    ) {
+        assert!(end >= start, "sale window {window:?} ends before it starts");
+    }
+}
+
+/// `a <= b` for two decimal amounts (digits, at most one `.`), whatever their length.
+fn decimal_le(a: &str, b: &str) -> bool {
+    let split = |amount: &str| -> (String, String) {
+        let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+        let whole = whole.trim_start_matches('0').to_owned();
+        let fraction = fraction.trim_end_matches('0').to_owned();
+        (whole, fraction)
+    };
+    let (a_whole, a_fraction) = split(a);
+    let (b_whole, b_fraction) = split(b);
+    match a_whole
+        .len()
+        .cmp(&b_whole.len())
+        .then(a_whole.cmp(&b_whole))
+    {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Greater => false,
+        std::cmp::Ordering::Equal => {
+            let width = a_fraction.len().max(b_fraction.len());
+            format!("{a_fraction:0<width$}") <= format!("{b_fraction:0<width$}")
+        }
+    }
+}
+
+/// An `UPDATE`'s data: catalog fields only, each in the JSON form of its kind.
+fn check_request_data(data: &Value) {
+    let data = data.as_object().expect("an UPDATE carries a data object");
+    for (name, value) in data {
+        let field = Field::from_header(name).unwrap_or_else(|| panic!("{name} is no field"));
+        match field.kind() {
+            Kind::Count => assert!(value.is_u64(), "{name} is a number: {value}"),
+            Kind::UrlList { .. } => assert!(
+                value
+                    .as_array()
+                    .is_some_and(|urls| !urls.is_empty() && urls.iter().all(Value::is_string)),
+                "{name} is an array of URLs: {value}"
+            ),
+            Kind::VideoList { .. } => assert!(
+                value.as_array().is_some_and(|videos| !videos.is_empty()
+                    && videos.iter().all(|video| video["url"].is_string())),
+                "{name} is an array of {{\"url\"}}: {value}"
+            ),
+            Kind::Method => panic!("method is never sent"),
+            _ => assert!(
+                value.as_str().is_some_and(|text| !text.is_empty()),
+                "{name} is a string: {value}"
+            ),
+        }
     }
 }
 

@@ -45,9 +45,9 @@ CONTRACT_ENV = {
     "REJECTED_PREFIX", "FAILED_PREFIX", "ALERT_TOPIC_ARN", "BATCH_SIZE", "PENDING_MAX_AGE",
     "PRODUCT_TYPE_MAPPING", "POLL_CONCURRENCY", "RUST_LOG",
 }
-# Variables the product added to the original configuration list (resumable files and the sweep); each must be
-# documented in the README's configuration table.
-ADDED_ENV = {"CONTINUE_QUEUE_URL", "STALE_FILE_AGE", "MAX_REDRIVES"}
+# Variables the product added to the original configuration list (resumable files and the sweep, the column
+# mapping); each must be documented in the README's configuration table.
+ADDED_ENV = {"CONTINUE_QUEUE_URL", "STALE_FILE_AGE", "MAX_REDRIVES", "COLUMN_MAPPING"}
 # The README's default prefixes.
 PREFIX_DEFAULTS = {
     "LANDING_PREFIX": "data/", "ARCHIVE_PREFIX": "archive/",
@@ -347,6 +347,7 @@ class Parameters(TemplateTestCase):
         self.assertEqual(int(self.p["BatchSize"]["MaxValue"]), 5000, "Meta's hard limit")
         self.assertEqual(self.p["PendingMaxAge"]["Default"], "24h")
         self.assertRegex(self.p["GraphApiVersion"]["Default"], r"^v\d+\.\d+$")
+        self.assertEqual(self.p["ColumnMapping"]["Default"], "", "no mapping unless one is given")
 
     def test_every_default_satisfies_its_own_constraints(self):
         for name, spec in self.p.items():
@@ -439,6 +440,7 @@ class Functions(TemplateTestCase):
             "BATCH_SIZE": ref("BatchSize"),
             "PENDING_MAX_AGE": ref("PendingMaxAge"),
             "PRODUCT_TYPE_MAPPING": ref("ProductTypeMapping"),
+            "COLUMN_MAPPING": ref("ColumnMapping"),
             "POLL_CONCURRENCY": ref("PollConcurrency"),
             "RUST_LOG": ref("LogLevel"),
             "CONTINUE_QUEUE_URL": ref("ContinueQueue"),

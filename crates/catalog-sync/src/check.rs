@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use catalog::{
-    Batch, BatchLimits, Batcher, FeedError, ProductReader, ProductTypeMapping, RejectedRow,
-    RowCounts, RowIssue, Sink, Superseded,
+    Batch, BatchLimits, Batcher, ColumnMapping, FeedError, ProductReader, ProductTypeMapping,
+    ReaderLimits, RejectedRow, RowCounts, RowIssue, Sink, Superseded,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -28,9 +28,14 @@ pub enum BatchOutput<'a> {
 const PROGRESS_MIN_BYTES: u64 = 8 * 1024 * 1024;
 
 /// `catalog-sync validate`.
-pub fn validate(files: &[PathBuf], mapping: ProductTypeMapping, json: bool) -> anyhow::Result<u8> {
+pub fn validate(
+    files: &[PathBuf],
+    mapping: ProductTypeMapping,
+    columns: &ColumnMapping,
+    json: bool,
+) -> anyhow::Result<u8> {
     let batcher = Batcher::new(BatchLimits::default(), mapping);
-    run(files, batcher, BatchOutput::Discard, json)
+    run(files, batcher, columns, BatchOutput::Discard, json)
 }
 
 /// `catalog-sync transform`.
@@ -38,6 +43,7 @@ pub fn transform(
     files: &[PathBuf],
     batch_size: usize,
     mapping: ProductTypeMapping,
+    columns: &ColumnMapping,
     out: &Path,
     json: bool,
 ) -> anyhow::Result<u8> {
@@ -46,6 +52,7 @@ pub fn transform(
     run(
         files,
         Batcher::new(limits, mapping),
+        columns,
         BatchOutput::Dir(out),
         json,
     )
@@ -70,18 +77,20 @@ fn prepare_out_dir(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks `files` in order, streaming issues to the report and batches to `out`.
+/// Checks `files` in order, reading their columns through `columns`, streaming issues to the
+/// report (which first shows the mapping) and batches to `out`.
 pub fn run(
     files: &[PathBuf],
     batcher: Batcher,
+    columns: &ColumnMapping,
     out: BatchOutput<'_>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let stdout = BufWriter::new(io::stdout().lock());
     let mut report: Box<dyn Report> = if json {
-        Box::new(JsonReport::new(stdout)?)
+        Box::new(JsonReport::new(stdout, columns)?)
     } else {
-        Box::new(TextReport::new(stdout))
+        Box::new(TextReport::new(stdout, columns)?)
     };
     let names: Vec<String> = files.iter().map(|path| display_name(path)).collect();
     let mut sink = CliSink {
@@ -98,6 +107,7 @@ pub fn run(
             path,
             &names[index],
             source,
+            columns,
             &mut batcher,
             &mut sink,
         )?);
@@ -135,6 +145,7 @@ fn run_file(
     path: &Path,
     name: &str,
     source: u32,
+    columns: &ColumnMapping,
     batcher: &mut Batcher,
     sink: &mut CliSink<'_>,
 ) -> anyhow::Result<FileOutcome> {
@@ -157,7 +168,7 @@ fn run_file(
             return Ok(outcome);
         }
     };
-    let mut reader = match ProductReader::new(input) {
+    let mut reader = match ProductReader::with_mapping(input, ReaderLimits::default(), columns) {
         Ok(reader) => reader,
         Err(error) => {
             outcome.status = file_status(&error);

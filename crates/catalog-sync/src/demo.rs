@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::Value;
 use sync::Requirements;
+use sync::alert::wording::of_them_deleted;
 use sync::keys::CHECKED_PREFIX;
 use sync::local::{ConsoleAlerts, LocalStore};
 use sync::poll::PollSummary;
@@ -218,6 +219,7 @@ impl Account<'_> {
             self.outcomes.len()
         );
         let mut sent = 0;
+        let mut deleted = 0;
         let mut rejected = 0;
         let mut reports = Vec::new();
         for outcome in self.outcomes {
@@ -227,6 +229,7 @@ impl Account<'_> {
                     counts, report_key, ..
                 } => {
                     sent += counts.sent;
+                    deleted += counts.deleted;
                     rejected += counts.rejected;
                     reports.push(report_key.clone());
                 }
@@ -241,7 +244,8 @@ impl Account<'_> {
         }
         let _ = writeln!(
             out,
-            "   Products sent: {sent}. Rows rejected: {rejected} (not sent; each report lists every one).\n"
+            "   Products sent: {sent}{}. Rows rejected: {rejected} (not sent; each report lists every one).\n",
+            of_them_deleted(deleted)
         );
 
         let _ = writeln!(out, "2. Rows rejected, and why (a few examples):");
@@ -395,9 +399,10 @@ fn summary_of(outcome: &FileOutcome) -> String {
             batches,
             ..
         } => format!(
-            "{key}: {} rows read, {} sent in {batches} batch(es){}, {} rejected, {} superseded by a later row -> archived",
+            "{key}: {} rows read, {} sent{} in {batches} batch(es){}, {} rejected, {} superseded by a later row -> archived",
             counts.rows_read,
             counts.sent,
+            of_them_deleted(counts.deleted),
             counts.changes_text(),
             counts.rejected,
             counts.superseded

@@ -64,6 +64,7 @@ async fn local(checks: &mut Checks, root: &Path) {
         Requirements::Local,
         " (or use `catalog-sync run --emulator`, which needs no catalog)",
     );
+    column_mapping(checks);
     match &config {
         Some(config) => {
             let provider = sync::wiring::local_token_provider(config).await;
@@ -165,6 +166,24 @@ fn configuration(checks: &mut Checks, requirements: Requirements, hint: &str) ->
     }
 }
 
+/// The column mapping files are read through (`COLUMN_MAPPING`), entry by entry. Checked on
+/// its own: the poller's configuration, which the AWS check reads, does not include it.
+fn column_mapping(checks: &mut Checks) {
+    let check = "column mapping (COLUMN_MAPPING)";
+    let spec = std::env::var("COLUMN_MAPPING").unwrap_or_default();
+    match sync::config::parse_column_mapping(&spec) {
+        Ok(mapping) if mapping.is_empty() => checks.ok(&format!(
+            "{check}: none; each column is read as the Meta field of its name"
+        )),
+        Ok(mapping) => checks.ok(&format!("{check}: {mapping}")),
+        Err(error) => checks.fail(
+            check,
+            &error.problem,
+            "fix that entry: field=column reads a column as a field, field:=value sets it in every row, entries are separated by ';'",
+        ),
+    }
+}
+
 /// The token (read from the secret when one is named) and the catalog (a preflight read).
 async fn catalog(
     checks: &mut Checks,
@@ -240,7 +259,7 @@ mod aws {
     use sync::keys::SYNCED_PREFIXES;
     use sync::ports::{ObjectStore, StoreErrorKind};
 
-    use super::{Checks, catalog, configuration};
+    use super::{Checks, catalog, column_mapping, configuration};
 
     fn is_set(name: &str) -> bool {
         std::env::var(name).is_ok_and(|value| !value.trim().is_empty())
@@ -262,6 +281,7 @@ mod aws {
             );
             configuration(checks, Requirements::Local, "")
         };
+        column_mapping(checks);
         let sdk = sync::adapters::aws::load_sdk_config().await;
         match &config {
             Some(config) => {

@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use catalog::ProductTypeMapping;
+use catalog::{ColumnMapping, ProductTypeMapping};
 use clap::Args;
 use graph::{AccessToken, BatchState, GraphClient, GraphSettings, RetryPolicy};
+use sync::alert::wording::of_them_deleted;
 use sync::process::{FileOutcome, FileProcessor, Settings};
 use sync::report::FileReport;
 use sync::{Config, Requirements};
@@ -50,8 +51,13 @@ impl GraphArgs {
     }
 
     /// The use case's configuration for these arguments: the flags, `META_ACCESS_TOKEN`, and
-    /// `batch_size` and `mapping`; the token from Secrets Manager is not used here.
-    fn config(&self, batch_size: usize, mapping: ProductTypeMapping) -> anyhow::Result<Config> {
+    /// `batch_size`, `mapping` and `columns`; the token from Secrets Manager is not used here.
+    fn config(
+        &self,
+        batch_size: usize,
+        mapping: ProductTypeMapping,
+        columns: ColumnMapping,
+    ) -> anyhow::Result<Config> {
         let (token, catalog_id) = self.token_and_catalog()?;
         let batch_size = batch_size.to_string();
         let mut config = Config::from_lookup(Requirements::Local, |name| match name {
@@ -60,10 +66,12 @@ impl GraphArgs {
             "GRAPH_API_BASE_URL" => Some(self.graph_url.clone()),
             "GRAPH_API_VERSION" => Some(self.graph_version.clone()),
             "BATCH_SIZE" => Some(batch_size.clone()),
-            "ACCESS_TOKEN_SECRET_ARN" => None,
+            // The mapping comes with the arguments (which read COLUMN_MAPPING themselves).
+            "ACCESS_TOKEN_SECRET_ARN" | "COLUMN_MAPPING" => None,
             other => std::env::var(other).ok(),
         })?;
         config.mapping = mapping;
+        config.column_mapping = columns;
         Ok(config)
     }
 
@@ -89,8 +97,9 @@ pub fn send(
     graph: &GraphArgs,
     batch_size: usize,
     mapping: ProductTypeMapping,
+    columns: ColumnMapping,
 ) -> anyhow::Result<u8> {
-    let mut config = graph.config(batch_size, mapping)?;
+    let mut config = graph.config(batch_size, mapping, columns)?;
     let runtime = crate::setup::runtime()?;
     runtime.block_on(async move {
         let work = tempfile::Builder::new()
@@ -115,6 +124,9 @@ pub fn send(
             graph.graph_url,
             graph.graph_version
         );
+        for line in crate::output::mapping_lines(&config.column_mapping) {
+            eprintln!("{line}");
+        }
         let store = services.store.clone();
         let processor = FileProcessor::new(services, Settings::from_config(&config));
         let landing = crate::setup::landing_dir(work.path(), &config.layout);
@@ -161,7 +173,7 @@ pub fn send(
                         "{name}: {} rows read, {} sent{}, {} rejected, {} superseded, {} refused by Meta",
                         counts.rows_read,
                         counts.sent,
-                        counts.changes_text(),
+                        format!("{}{}", of_them_deleted(counts.deleted), counts.changes_text()),
                         counts.rejected,
                         counts.superseded,
                         counts.refused_by_meta

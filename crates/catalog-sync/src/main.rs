@@ -17,7 +17,7 @@ mod state_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use catalog::{BatchLimits, ProductTypeMapping};
+use catalog::{BatchLimits, ColumnMapping, ProductTypeMapping};
 use clap::{Args, Parser, Subcommand};
 
 /// Exit status when every row of every file is valid.
@@ -120,6 +120,8 @@ struct RunArgs {
     /// META_ACCESS_TOKEN are then ignored).
     #[arg(long)]
     emulator: bool,
+    #[command(flatten)]
+    columns: ColumnMappingArgs,
     /// Time between polls for batch verdicts [default: 30s, or 1s with --emulator].
     #[arg(long, value_name = "DURATION", value_parser = setup::parse_interval)]
     poll_interval: Option<std::time::Duration>,
@@ -155,6 +157,8 @@ struct ReplayArgs {
     /// snapshots delete the products they lack, however many.
     #[arg(long)]
     allow_deletes: bool,
+    #[command(flatten)]
+    columns: ColumnMappingArgs,
     /// Landing-bucket keys (archive/x.csv, failed/x.csv, data/x.csv) or s3://bucket/key URLs;
     /// with --root also paths of files under DIR/landing/.
     #[arg(value_name = "KEY")]
@@ -327,12 +331,41 @@ struct MappingArgs {
         value_parser = parse_mapping,
     )]
     product_type_as: ProductTypeMapping,
+    #[command(flatten)]
+    columns: ColumnMappingArgs,
+}
+
+#[derive(Debug, Args)]
+struct ColumnMappingArgs {
+    /// Your columns as Meta's fields, and fixed values: entries `field=column` (read the column
+    /// as the field) and `field:=value` (the value in every row), separated by `;`, e.g.
+    /// "sale_price=SalePrice; condition:=new".
+    #[arg(
+        long,
+        env = "COLUMN_MAPPING",
+        value_name = "SPEC",
+        value_parser = parse_column_mapping,
+    )]
+    column_mapping: Option<ColumnMapping>,
+}
+
+impl ColumnMappingArgs {
+    /// The mapping given, or none.
+    fn mapping(self) -> ColumnMapping {
+        self.column_mapping.unwrap_or_default()
+    }
 }
 
 fn parse_mapping(value: &str) -> Result<ProductTypeMapping, String> {
     value
         .parse()
         .map_err(|error: catalog::UnknownMapping| error.to_string())
+}
+
+fn parse_column_mapping(value: &str) -> Result<ColumnMapping, String> {
+    value
+        .parse()
+        .map_err(|error: catalog::MappingError| error.to_string())
 }
 
 fn parse_batch_size(value: &str) -> Result<usize, String> {
@@ -374,13 +407,17 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<u8> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate(args) => {
-            check::validate(&args.files, args.mapping.product_type_as, args.json)
-        }
+        Command::Validate(args) => check::validate(
+            &args.files,
+            args.mapping.product_type_as,
+            &args.mapping.columns.mapping(),
+            args.json,
+        ),
         Command::Transform(args) => check::transform(
             &args.files,
             args.batch_size,
             args.mapping.product_type_as,
+            &args.mapping.columns.mapping(),
             &args.out,
             args.json,
         ),
@@ -389,6 +426,7 @@ fn main() -> ExitCode {
             &args.graph,
             args.batch_size,
             args.mapping.product_type_as,
+            args.mapping.columns.mapping(),
         ),
         Command::Status(args) => graph_cmds::status(&args.handles, &args.graph, args.json),
         Command::Emulator(args) => emulator(args),
@@ -421,6 +459,7 @@ fn main() -> ExitCode {
             root: args.root,
             watch: args.watch,
             emulator: args.emulator,
+            column_mapping: args.columns.mapping(),
             poll_interval: args.poll_interval,
             settle: args.settle,
             wait: args.wait,
@@ -432,6 +471,7 @@ fn main() -> ExitCode {
             root: args.root,
             emulator: args.emulator,
             allow_deletes: args.allow_deletes,
+            column_mapping: args.columns.mapping(),
         }),
         Command::Poll(args) => replay::poll(args.root),
         Command::State(args) => state_cmd::state(args.root, args.emulator, args.ids),

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use catalog::{RowCounts, RowIssue};
+use catalog::{ColumnMapping, RowCounts, RowIssue};
 use serde::Serialize;
 
 /// What became of one input file.
@@ -67,6 +67,21 @@ pub trait Report {
     fn finish(&mut self, files: &[FileOutcome]) -> io::Result<()>;
 }
 
+/// The column mapping in effect, one line per entry (none for an empty mapping):
+/// `column mapping: column "SalePrice" is read as sale_price`,
+/// `column mapping: condition is "new" in every row`.
+pub fn mapping_lines(mapping: &ColumnMapping) -> Vec<String> {
+    let renames = mapping
+        .renames()
+        .iter()
+        .map(|(column, field)| format!("column mapping: column {column:?} is read as {field}"));
+    let fixed = mapping
+        .fixed()
+        .iter()
+        .map(|(field, value)| format!("column mapping: {field} is {value:?} in every row"));
+    renames.chain(fixed).collect()
+}
+
 /// Lines a person reads: `file:line: id X: reason`, then a summary per file.
 pub struct TextReport<W: Write> {
     out: W,
@@ -74,12 +89,15 @@ pub struct TextReport<W: Write> {
 }
 
 impl<W: Write> TextReport<W> {
-    /// Writes to `out`.
-    pub fn new(out: W) -> Self {
-        TextReport {
+    /// Writes to `out`, starting with the column mapping in effect.
+    pub fn new(mut out: W, mapping: &ColumnMapping) -> io::Result<Self> {
+        for line in mapping_lines(mapping) {
+            writeln!(out, "{line}")?;
+        }
+        Ok(TextReport {
             out,
             batches: Vec::new(),
-        }
+        })
     }
 }
 
@@ -209,10 +227,53 @@ struct Totals {
     ok: bool,
 }
 
+/// The column mapping as `--json` shows it.
+#[derive(Serialize)]
+struct JsonMapping<'a> {
+    renames: Vec<JsonRename<'a>>,
+    fixed: Vec<JsonFixed<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRename<'a> {
+    column: &'a str,
+    field: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonFixed<'a> {
+    field: &'static str,
+    value: &'a str,
+}
+
 impl<W: Write> JsonReport<W> {
-    /// Writes to `out`.
-    pub fn new(mut out: W) -> io::Result<Self> {
-        out.write_all(b"{\"rows\":[")?;
+    /// Writes to `out`; a column mapping in effect comes first, as `"column_mapping"`.
+    pub fn new(mut out: W, mapping: &ColumnMapping) -> io::Result<Self> {
+        out.write_all(b"{")?;
+        if !mapping.is_empty() {
+            let shown = JsonMapping {
+                renames: mapping
+                    .renames()
+                    .iter()
+                    .map(|(column, field)| JsonRename {
+                        column,
+                        field: field.name(),
+                    })
+                    .collect(),
+                fixed: mapping
+                    .fixed()
+                    .iter()
+                    .map(|(field, value)| JsonFixed {
+                        field: field.name(),
+                        value,
+                    })
+                    .collect(),
+            };
+            out.write_all(b"\"column_mapping\":")?;
+            serde_json::to_writer(&mut out, &shown).map_err(io::Error::other)?;
+            out.write_all(b",")?;
+        }
+        out.write_all(b"\"rows\":[")?;
         Ok(JsonReport {
             out,
             rows_written: 0,

@@ -28,6 +28,8 @@ pub struct ReplayOptions {
     pub emulator: bool,
     /// Release the held deletes of the snapshots named.
     pub allow_deletes: bool,
+    /// The retailer's columns as Meta's fields, and fixed values.
+    pub column_mapping: catalog::ColumnMapping,
 }
 
 /// Parses `--since`: a date (`2026-11-01`, midnight UTC) or an RFC 3339 time.
@@ -71,8 +73,9 @@ async fn replay_async(options: ReplayOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
     let choice = CatalogChoice::from_flag(options.emulator);
     let storage = Storage::from_root(options.root.clone());
-    let wired = setup::wire(storage, choice, Requirements::PollFunction).await?;
+    let mut wired = setup::wire(storage, choice, Requirements::PollFunction).await?;
     wired.preflight().await?;
+    wired.read_through(options.column_mapping.clone());
 
     let mut keys = Vec::new();
     for given in &options.keys {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use notify::{RecursiveMode, Watcher};
 use sync::Requirements;
+use sync::alert::wording::of_them_deleted;
 use sync::event::EventSummary;
 use sync::poll::PollSummary;
 use sync::ports;
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub watch: bool,
     /// Send to the built-in emulator instead of the configured catalog.
     pub emulator: bool,
+    /// The retailer's columns as Meta's fields, and fixed values.
+    pub column_mapping: catalog::ColumnMapping,
     /// Time between polls (default: 30 s, or 1 s against the emulator).
     pub poll_interval: Option<Duration>,
     /// How long a file must stay unchanged before it is taken.
@@ -73,13 +76,14 @@ pub fn run(options: RunOptions) -> anyhow::Result<u8> {
 async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     let stop = setup::stop_on_signals();
     let choice = CatalogChoice::from_flag(options.emulator);
-    let wired = setup::wire(
+    let mut wired = setup::wire(
         Storage::Local(options.root.clone()),
         choice,
         Requirements::Local,
     )
     .await?;
     wired.preflight().await?;
+    wired.read_through(options.column_mapping.clone());
     let data_dir = setup::landing_dir(&options.root, &wired.config.layout);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the landing folder {}", data_dir.display()))?;
@@ -205,7 +209,11 @@ fn summary_line(tally: &EventSummary, pending: usize) -> String {
         tally.rejected.len(),
         tally.failed.len(),
         counts.sent,
-        counts.changes_text(),
+        format!(
+            "{}{}",
+            of_them_deleted(counts.deleted),
+            counts.changes_text()
+        ),
         counts.rejected,
     )
 }
@@ -545,6 +553,7 @@ mod tests {
             superseded: 0,
             sent: 3,
             refused_by_meta: 2,
+            deleted: 1,
             ..Counts::default()
         };
         tally
@@ -569,8 +578,11 @@ mod tests {
         };
         assert_eq!(metric("ProductsRejected"), 5);
         assert_eq!(metric("ProductsRefusedByMeta"), 2);
+        assert_eq!(metric("ProductsDeleted"), 1);
         assert!(
-            line.contains("3 products sent, 5 rows rejected, 2 refused by Meta when sent"),
+            line.contains(
+                "3 products sent (1 of them deletes), 5 rows rejected, 2 refused by Meta when sent"
+            ),
             "{line}"
         );
         assert!(line.starts_with("run: 1 file(s) archived, 0 rejected, 0 not sent"));

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use graph_emulator::{DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, GraphEmulator};
 use sync::alert::Alert;
+use sync::alert::wording::of_them_deleted;
 use sync::keys::Layout;
 use sync::poll::{PollSettings, PollSummary, Poller};
 use sync::ports::{AlertError, AlertSink};
@@ -89,6 +90,15 @@ pub struct Wired {
 }
 
 impl Wired {
+    /// Reads landed files through `mapping` (`--column-mapping` or `COLUMN_MAPPING`), which
+    /// is shown on standard error when it maps anything.
+    pub fn read_through(&mut self, mapping: catalog::ColumnMapping) {
+        for line in crate::output::mapping_lines(&mapping) {
+            eprintln!("{line}");
+        }
+        self.config.column_mapping = mapping;
+    }
+
     /// Settings of the "process one landed file" use case.
     pub fn process_settings(&self) -> Settings {
         Settings::from_config(&self.config)
@@ -345,8 +355,12 @@ pub fn outcome_line(wired: &Wired, outcome: &FileOutcome) -> String {
             batches,
         } => {
             let mut line = format!(
-                "{key}: archived: {} rows read, {} sent, {} rejected, {} superseded, {batches} batch(es)",
-                counts.rows_read, counts.sent, counts.rejected, counts.superseded
+                "{key}: archived: {} rows read, {} sent{}, {} rejected, {} superseded, {batches} batch(es)",
+                counts.rows_read,
+                counts.sent,
+                of_them_deleted(counts.deleted),
+                counts.rejected,
+                counts.superseded
             );
             if counts.refused_by_meta > 0 {
                 line.push_str(&format!(

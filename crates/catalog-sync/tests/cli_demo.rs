@@ -71,12 +71,14 @@ fn the_demo_runs_the_whole_flow_and_leaves_every_output_in_its_folder() {
     // "Meta" holds exactly the products the catalog rules accept, computed here independently.
     let mut expected = BTreeSet::new();
     let mut sent = 0;
+    let mut deleted = 0;
     for sample in &samples {
         let ids = valid_ids(sample);
         sent += ids.len();
         expected.extend(ids);
         // Files are processed in name order, so a delete removes what an earlier file sent.
         for id in deleted_ids(sample) {
+            deleted += 1;
             expected.remove(&id);
         }
     }
@@ -87,8 +89,11 @@ fn the_demo_runs_the_whole_flow_and_leaves_every_output_in_its_folder() {
     assert_eq!(document["products"]["OD-105"]["price"], "42.00 USD");
 
     // The account names what happened and where.
+    assert!(deleted > 0, "a sample export deletes a product");
     assert!(
-        stdout.contains(&format!("Products sent: {sent}.")),
+        stdout.contains(&format!(
+            "Products sent: {sent} ({deleted} of them deletes)."
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("currency symbol"), "{stdout}");

@@ -107,6 +107,39 @@ fn run_processes_every_file_then_polls_until_the_emulator_has_answered() {
     assert!(root.path().join("landing/data").is_dir());
 }
 
+/// `run --column-mapping` reads an export in the retailer's own column names; the mapping is
+/// shown on standard error, and its fixed value arrives with every product (issue 14).
+#[test]
+fn run_reads_files_through_a_column_mapping() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("landing/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("mapped.csv"),
+        "SKU,title,description,link,image_link,availability,price,Marke\n\
+         M-1,Mug,Stoneware mug,https://shop.example/p/1,https://cdn.example/1.jpg,in stock,10.00 USD,Hearth\n",
+    )
+    .unwrap();
+    let output = catalog_sync()
+        .args(["run", "--emulator", "--settle", "100ms", "--root"])
+        .arg(root.path())
+        .args(["--column-mapping", "id=SKU; brand=Marke; condition:=new"])
+        .output()
+        .unwrap();
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("column mapping: condition is \"new\" in every row"),
+        "{stderr}"
+    );
+    let catalog: Value =
+        serde_json::from_slice(&std::fs::read(root.path().join("emulator-catalog.json")).unwrap())
+            .unwrap();
+    assert_eq!(catalog["products"]["M-1"]["condition"], "new", "{catalog}");
+    assert_eq!(catalog["products"]["M-1"]["brand"], "Hearth", "{catalog}");
+}
+
 #[test]
 fn run_refuses_without_a_catalog_or_the_emulator() {
     let root = root_with_samples();
@@ -477,11 +510,33 @@ fn doctor_checks_a_local_folder() {
         "catalog 100000000000001",
         "landing folder",
         "Graph API version v27.0 (the built-in default)",
+        "column mapping (COLUMN_MAPPING): none",
     ] {
         assert!(
             stdout.contains(&format!("ok   {check}")),
             "{check}: {stdout}"
         );
+    }
+    // The column mapping in force is shown entry by entry, and a bad one is named.
+    for (spec, shown) in [
+        (
+            "sale_price=SalePrice; condition:=new",
+            "ok   column mapping (COLUMN_MAPPING): sale_price <- column \"SalePrice\"; condition = \"new\" in every row",
+        ),
+        (
+            "saleprise=Sale",
+            "FAIL column mapping (COLUMN_MAPPING): column mapping entry \"saleprise=Sale\": \"saleprise\" is not a Meta field; did you mean sale_price?",
+        ),
+    ] {
+        let output = catalog_sync()
+            .args(["doctor", "--root"])
+            .arg(root.path())
+            .envs(env.clone())
+            .env("COLUMN_MAPPING", spec)
+            .output()
+            .unwrap();
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains(shown), "{spec}: {stdout}");
     }
 
     let empty: PathBuf = tempfile::tempdir().unwrap().keep();

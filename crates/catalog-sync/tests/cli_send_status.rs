@@ -23,6 +23,7 @@ fn catalog_sync(args: &[&str], env: &[(&str, &str)]) -> Output {
         "GRAPH_API_BASE_URL",
         "GRAPH_API_VERSION",
         "BATCH_SIZE",
+        "COLUMN_MAPPING",
     ] {
         command.env_remove(name);
     }

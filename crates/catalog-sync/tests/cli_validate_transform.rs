@@ -18,6 +18,7 @@ fn catalog_sync(args: &[&str]) -> Output {
         .args(args)
         .env_remove("BATCH_SIZE")
         .env_remove("PRODUCT_TYPE_MAPPING")
+        .env_remove("COLUMN_MAPPING")
         .output()
         .expect("run catalog-sync")
 }
@@ -224,4 +225,114 @@ fn transform_maps_product_type_as_asked() {
             .unwrap()
             .starts_with("Animals & Pet Supplies")
     );
+}
+
+/// An export in the retailer's own column names, read through a column mapping (issue 14).
+const MAPPED_EXPORT: &str = "\
+SKU,Name,Beschreibung,link,image_link,availability,price,Marke,SalePrice,Colour
+A-1,Mug,Stoneware mug,https://shop.example/p/1,https://cdn.example/1.jpg,in stock,10.00 USD,Hearth,8.00 USD,red
+A-2,Bowl,Stoneware bowl,https://shop.example/p/2,https://cdn.example/2.jpg,in stock,12.00 USD,Hearth,14.00 USD,blue
+";
+
+const MAPPING: &str = "id=SKU; title=Name; description=Beschreibung; brand=Marke; sale_price=SalePrice; condition:=new";
+
+#[test]
+fn validate_shows_the_column_mapping_before_its_verdicts_and_reads_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mapped.csv");
+    std::fs::write(&file, MAPPED_EXPORT).unwrap();
+    let file = file.to_str().unwrap();
+    let output = catalog_sync(&["validate", "--column-mapping", MAPPING, file]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..6],
+        [
+            "column mapping: column \"SKU\" is read as id",
+            "column mapping: column \"Name\" is read as title",
+            "column mapping: column \"Beschreibung\" is read as description",
+            "column mapping: column \"Marke\" is read as brand",
+            "column mapping: column \"SalePrice\" is read as sale_price",
+            "column mapping: condition is \"new\" in every row",
+        ],
+        "{text}"
+    );
+    // The renamed column is checked as sale_price: above the price on line 3.
+    assert!(
+        lines[6].contains("mapped.csv:3: id A-2: rejected: sale_price 14.00 USD is above price"),
+        "{text}"
+    );
+    assert!(text.contains("2 rows read, 1 valid, 1 rejected"), "{text}");
+    // A column matching no field and no mapping is named once, with the nearest field.
+    assert_eq!(
+        text.matches("extra columns ignored: Colour (did you mean color?)")
+            .count(),
+        1,
+        "{text}"
+    );
+
+    // The same from the environment, and in the JSON document.
+    let output = Command::new(env!("CARGO_BIN_EXE_catalog-sync"))
+        .args(["validate", "--json", file])
+        .env("COLUMN_MAPPING", MAPPING)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let doc: Value = serde_json::from_slice(&output.stdout).expect("one JSON document");
+    assert_eq!(
+        doc["column_mapping"]["renames"][4],
+        serde_json::json!({"column": "SalePrice", "field": "sale_price"})
+    );
+    assert_eq!(
+        doc["column_mapping"]["fixed"],
+        serde_json::json!([{"field": "condition", "value": "new"}])
+    );
+    assert_eq!(doc["totals"]["valid"], 1);
+
+    // Without the mapping, the file lacks Meta's columns.
+    let output = catalog_sync(&["validate", file]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("file rejected"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!stdout(&output).contains("column mapping:"));
+}
+
+#[test]
+fn a_bad_column_mapping_stops_at_start_naming_the_entry_with_exit_2() {
+    for (args, env) in [
+        (
+            vec![
+                "validate",
+                "--column-mapping",
+                "sale_price=SalePrice; saleprise=Sale",
+                "x.csv",
+            ],
+            None,
+        ),
+        (
+            vec!["transform", "x.csv"],
+            Some("brand=Marke; brand=Hersteller"),
+        ),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_catalog-sync"));
+        command.args(&args).env_remove("COLUMN_MAPPING");
+        if let Some(spec) = env {
+            command.env("COLUMN_MAPPING", spec);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert!(output.stdout.is_empty(), "nothing checked: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let named = if env.is_some() {
+            "\"brand=Marke\" and \"brand=Hersteller\" both give brand"
+        } else {
+            "\"saleprise=Sale\": \"saleprise\" is not a Meta field; did you mean sale_price?"
+        };
+        assert!(stderr.contains(named), "{stderr}");
+        assert!(stderr.contains("--column-mapping"), "{stderr}");
+    }
 }

@@ -130,6 +130,8 @@ pub struct Batch {
     /// Meta has taken the call. Empty from a batcher without change detection
     /// ([`Batcher::with_known`]), which has no use for them.
     pub items: Vec<BatchItem>,
+    /// Positions (in `rows`) of the requests that are deletes, ascending; usually empty.
+    pub deletes: Vec<usize>,
 }
 
 /// One request of a batch as change detection remembers it.
@@ -174,6 +176,18 @@ impl Batch {
     /// True when the batch holds no request.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Delete requests among the requests at `positions` (a part of the batch sent on its own).
+    pub fn deletes_in(&self, positions: std::ops::Range<usize>) -> u64 {
+        let first = self.deletes.partition_point(|&at| at < positions.start);
+        let end = self.deletes.partition_point(|&at| at < positions.end);
+        end.saturating_sub(first) as u64
+    }
+
+    /// True when the request at `position` is a delete.
+    pub fn is_delete_at(&self, position: usize) -> bool {
+        self.deletes.binary_search(&position).is_ok()
     }
 
     /// The whole call as one JSON document, the form in which catalog-sync stores what it sent:
@@ -446,12 +460,14 @@ impl Batcher {
             self.clear_open();
             return None;
         }
-        let rows: Vec<RowRef> = self
-            .open_slots
-            .iter()
-            .filter(|slot| slot.live)
-            .map(|slot| slot.row)
-            .collect();
+        let mut rows = Vec::with_capacity(self.open_live);
+        let mut deletes = Vec::new();
+        for slot in self.open_slots.iter().filter(|slot| slot.live) {
+            if slot.delete {
+                deletes.push(rows.len());
+            }
+            rows.push(slot.row);
+        }
         let mut items = Vec::with_capacity(if self.known.is_some() { rows.len() } else { 0 });
         let mut id_start = 0;
         for (slot, &id_end) in self.open_slots.iter().zip(&self.open_id_ends) {
@@ -487,6 +503,7 @@ impl Batcher {
             requests_json,
             rows,
             items,
+            deletes,
         };
         self.next_number += 1;
         self.clear_open();
@@ -740,11 +757,16 @@ impl RequestLines {
     /// The line of the request carrying product `id`: the last one, as Meta keeps the last of
     /// duplicated ids in a batch.
     pub fn line_of_id(&self, id: &str) -> Option<u64> {
-        let index = self
-            .ids
+        self.index_of_id(id)
+            .and_then(|index| self.lines.get(index).copied())
+    }
+
+    /// The 0-based index of the request carrying product `id`: the last one, as for
+    /// [`RequestLines::line_of_id`].
+    pub fn index_of_id(&self, id: &str) -> Option<usize> {
+        self.ids
             .iter()
-            .rposition(|candidate| candidate.as_deref() == Some(id))?;
-        self.lines.get(index).copied()
+            .rposition(|candidate| candidate.as_deref() == Some(id))
     }
 
     /// The line of an item Meta answered about: by its index when given, else by its id.

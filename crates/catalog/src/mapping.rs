@@ -55,6 +55,19 @@ pub enum MappingError {
         /// The second entry.
         second: String,
     },
+    /// A field that must come from a column: a fixed `id` makes every row one product, a fixed
+    /// `method` deletes (or updates) everything.
+    #[error(
+        "column mapping entry {entry:?}: {field} cannot be one fixed value for every row ({why}); read it from a column instead ({field}=column)"
+    )]
+    NotFixable {
+        /// The entry as written.
+        entry: String,
+        /// The field.
+        field: Field,
+        /// What a fixed value would do.
+        why: &'static str,
+    },
     /// One column renamed twice.
     #[error(
         "column mapping entries {first:?} and {second:?} both rename column {column:?}; keep only one"
@@ -83,6 +96,11 @@ impl ColumnMapping {
             .find(|(name, _)| name.eq_ignore_ascii_case(column))
             .map(|(_, field)| *field)
             .or_else(|| Field::from_header(column))
+    }
+
+    /// The renamed columns, each with the field it is read as, in the order written.
+    pub fn renames(&self) -> &[(String, Field)] {
+        &self.renames
     }
 
     /// The fields given a fixed value, with it.
@@ -122,13 +140,23 @@ impl FromStr for ColumnMapping {
                     entry: entry.to_owned(),
                 });
             }
-            let field = Field::from_header(target)
-                .filter(|field| *field != Field::Method || !fixed)
-                .ok_or_else(|| MappingError::UnknownField {
+            let field = Field::from_header(target).ok_or_else(|| MappingError::UnknownField {
+                entry: entry.to_owned(),
+                name: target.to_owned(),
+                suggestion: Field::nearest(target),
+            })?;
+            let not_fixable = match field {
+                Field::Id => Some("every row would be the same product"),
+                Field::Method => Some("every row would be deleted, or none"),
+                _ => None,
+            };
+            if let (true, Some(why)) = (fixed, not_fixable) {
+                return Err(MappingError::NotFixable {
                     entry: entry.to_owned(),
-                    name: target.to_owned(),
-                    suggestion: Field::nearest(target),
-                })?;
+                    field,
+                    why,
+                });
+            }
             if let Some((_, first)) = set_by.iter().find(|(f, _)| *f == field) {
                 return Err(MappingError::TwoToOneField {
                     field,
@@ -227,6 +255,14 @@ mod tests {
             (
                 "brand=X; mpn=x",
                 "column mapping entries \"brand=X\" and \"mpn=x\" both rename column \"x\"; keep only one",
+            ),
+            (
+                "id:=SKU-1",
+                "column mapping entry \"id:=SKU-1\": id cannot be one fixed value for every row (every row would be the same product); read it from a column instead (id=column)",
+            ),
+            (
+                "method := delete",
+                "column mapping entry \"method := delete\": method cannot be one fixed value for every row (every row would be deleted, or none); read it from a column instead (method=column)",
             ),
             (
                 "title=",

@@ -328,6 +328,43 @@ fn a_delete_is_a_delete_request_and_the_last_row_of_an_id_wins() {
     let requests: Value = serde_json::from_str(&batch.requests_json).unwrap();
     assert_eq!(requests[0]["method"], "UPDATE");
     assert_eq!(batch.len(), 1);
+    assert!(batch.deletes.is_empty());
+}
+
+#[test]
+fn a_batch_says_which_of_its_requests_are_deletes() {
+    let mut batcher = Batcher::new(BatchLimits::default(), ProductTypeMapping::default());
+    let row = |line| RowRef { source: 0, line };
+    // Rows 2..=7: B is superseded by a later delete, so the batch holds A, C(del), D, B(del), E.
+    let ids = ["A", "B", "C", "D", "B", "E"];
+    let deletes = [false, false, true, false, true, false];
+    for (n, (id, delete)) in ids.iter().zip(deletes).enumerate() {
+        let line = n as u64 + 2;
+        let owned = values(id);
+        let product = if delete {
+            validate_fields(&[(Field::Id, id), (Field::Method, "delete")])
+        } else {
+            validate(std::array::from_fn(|i| owned[i].as_str()))
+        };
+        batcher
+            .push(&product.expect("valid"), row(line))
+            .expect("push");
+    }
+    let batch = batcher.finish().expect("batch");
+    let requests: Value = serde_json::from_str(&batch.requests_json).unwrap();
+    let methods: Vec<&str> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|request| request["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["UPDATE", "DELETE", "UPDATE", "DELETE", "UPDATE"]);
+    assert_eq!(batch.deletes, [1, 3]);
+    assert_eq!(batch.deletes_in(0..5), 2);
+    assert_eq!(batch.deletes_in(0..2), 1);
+    assert_eq!(batch.deletes_in(2..3), 0);
+    assert_eq!(batch.deletes_in(3..5), 1);
+    assert!(batch.is_delete_at(3) && !batch.is_delete_at(4));
 }
 
 /// Change detection in a test: a fixed map of id to the fingerprint Meta last took.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use catalog::{BatchLimits, ProductTypeMapping};
+use catalog::{BatchLimits, ColumnMapping, ProductTypeMapping};
 use graph::{AccessToken, GraphSettings};
 use thiserror::Error;
 
@@ -56,6 +56,9 @@ pub struct Config {
     pub batch_limits: BatchLimits,
     /// Where `product_type` goes in the request (`PRODUCT_TYPE_MAPPING`).
     pub mapping: ProductTypeMapping,
+    /// The retailer's columns as Meta's fields, and fixed values (`COLUMN_MAPPING`); read by
+    /// the sync function and the CLI, not the poller, which reads no export.
+    pub column_mapping: ColumnMapping,
     /// When a pending handle counts as stuck (`PENDING_MAX_AGE`).
     pub pending_max_age: Duration,
     /// Status checks in flight at once (`POLL_CONCURRENCY`).
@@ -129,6 +132,7 @@ pub const VARIABLES: &[&str] = &[
     "ALERT_TOPIC_ARN",
     "BATCH_SIZE",
     "PRODUCT_TYPE_MAPPING",
+    "COLUMN_MAPPING",
     "PENDING_MAX_AGE",
     "POLL_CONCURRENCY",
     "CONTINUE_QUEUE_URL",
@@ -283,6 +287,14 @@ impl Config {
             })?,
             None => ProductTypeMapping::default(),
         };
+        // The poller reads no export: it neither needs nor checks a mapping.
+        let column_mapping = match requirements {
+            Requirements::PollFunction => ColumnMapping::default(),
+            _ => match get("COLUMN_MAPPING") {
+                Some(spec) => parse_column_mapping(&spec)?,
+                None => ColumnMapping::default(),
+            },
+        };
         let pending_max_age = match get("PENDING_MAX_AGE") {
             Some(value) => parse_duration("PENDING_MAX_AGE", &value)?,
             None => DEFAULT_PENDING_MAX_AGE,
@@ -341,6 +353,7 @@ impl Config {
             alert_topic_arn,
             batch_limits,
             mapping,
+            column_mapping,
             pending_max_age,
             poll_concurrency,
             continue_queue_url,
@@ -358,6 +371,13 @@ fn parse_fraction(value: &str) -> Option<f64> {
         None => value.parse::<f64>().ok()?,
     };
     (0.0..=1.0).contains(&fraction).then_some(fraction)
+}
+
+/// A `COLUMN_MAPPING` spec (`field=column; field:=value`), or the error naming its bad entry.
+pub fn parse_column_mapping(spec: &str) -> Result<ColumnMapping, ConfigError> {
+    spec.parse().map_err(|error: catalog::MappingError| {
+        ConfigError::new("COLUMN_MAPPING", error.to_string())
+    })
 }
 
 /// A prefix ends in `/`, does not start with one, and is not empty.
@@ -536,14 +556,59 @@ mod tests {
     }
 
     #[test]
-    fn the_template_sets_every_variable_the_functions_read() {
-        // Record what Config actually looks up, so the list cannot go stale.
+    fn a_column_mapping_is_read_by_the_sync_function_and_a_bad_entry_is_named() {
+        let good = with("COLUMN_MAPPING", " sale_price=SalePrice; condition:=new ");
+        let read = config(Requirements::SyncFunction, &good).unwrap();
+        assert_eq!(
+            read.column_mapping.field_of("saleprice"),
+            Some(catalog::Field::SalePrice)
+        );
+        assert_eq!(
+            read.column_mapping.fixed(),
+            [(catalog::Field::Condition, "new".to_owned())]
+        );
+        assert!(
+            config(Requirements::SyncFunction, AWS)
+                .unwrap()
+                .column_mapping
+                .is_empty()
+        );
+        assert!(
+            config(Requirements::SyncFunction, &with("COLUMN_MAPPING", " "))
+                .unwrap()
+                .column_mapping
+                .is_empty()
+        );
+
+        for (spec, named) in [
+            ("sale_price=SalePrice; saleprise=Sale", "\"saleprise=Sale\""),
+            ("brand=Marke; brand=Hersteller", "\"brand=Hersteller\""),
+            ("condition", "\"condition\""),
+        ] {
+            let pairs = [without("COLUMN_MAPPING"), vec![("COLUMN_MAPPING", spec)]].concat();
+            for requirements in [Requirements::SyncFunction, Requirements::Local] {
+                let err = config(requirements, &pairs).unwrap_err();
+                assert_eq!(err.variable, "COLUMN_MAPPING", "{spec}: {err}");
+                assert!(
+                    err.to_string()
+                        .starts_with("configuration: COLUMN_MAPPING: column mapping entr"),
+                    "{err}"
+                );
+                assert!(err.to_string().contains(named), "{spec}: {err}");
+            }
+            // The poller reads no export, so a mapping cannot stop it.
+            assert!(config(Requirements::PollFunction, &pairs).is_ok());
+        }
+    }
+
+    /// What `Config` looks up for `requirements`, recorded so the lists cannot go stale.
+    fn asked(requirements: Requirements) -> Vec<String> {
         let asked = std::sync::Mutex::new(Vec::new());
         let map: HashMap<String, String> = AWS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(Requirements::PollFunction, |name| {
+        Config::from_lookup(requirements, |name| {
             asked.lock().unwrap().push(name.to_owned());
             map.get(name).cloned()
         })
@@ -551,18 +616,36 @@ mod tests {
         let mut asked = asked.into_inner().unwrap();
         asked.sort();
         asked.dedup();
+        asked
+    }
+
+    #[test]
+    fn the_template_sets_every_variable_the_functions_read() {
+        let mut both = [
+            asked(Requirements::SyncFunction),
+            asked(Requirements::PollFunction),
+        ]
+        .concat();
+        both.sort();
+        both.dedup();
         let mut listed: Vec<String> = VARIABLES.iter().map(|v| v.to_string()).collect();
         listed.sort();
-        assert_eq!(asked, listed, "VARIABLES lists exactly what Config reads");
+        assert_eq!(both, listed, "VARIABLES lists exactly what Config reads");
 
         // infra/function-env.json is what template.yaml sets on each function (checked by
-        // infra/tests/test_template.py); every variable read must be set there, except the
-        // local-only token, which must never be in a Lambda's environment.
+        // infra/tests/test_template.py); every variable a function reads must be set there,
+        // except the local-only token, which must never be in a Lambda's environment.
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/function-env.json");
         let text = std::fs::read_to_string(path).expect("infra/function-env.json");
         let sets: HashMap<String, Vec<String>> = serde_json::from_str(&text).unwrap();
-        for function in ["SyncOnArrivalFunction", "PollBatchStatusFunction"] {
-            for variable in VARIABLES.iter().filter(|v| **v != "META_ACCESS_TOKEN") {
+        for (function, requirements) in [
+            ("SyncOnArrivalFunction", Requirements::SyncFunction),
+            ("PollBatchStatusFunction", Requirements::PollFunction),
+        ] {
+            for variable in asked(requirements)
+                .iter()
+                .filter(|v| *v != "META_ACCESS_TOKEN")
+            {
                 assert!(
                     sets[function].iter().any(|s| s == variable),
                     "{function} does not set {variable}"

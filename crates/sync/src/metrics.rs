@@ -3,7 +3,8 @@
 //! Every metric the functions emit is defined here, on the use cases' summaries. Words mean
 //! what they mean in reports and on the CLI: "rejected" is a row that broke the CSV rules
 //! (`Counts::rejected`, never sent); a product Meta refused when it was sent is "refused by
-//! Meta", its own metric.
+//! Meta", its own metric. `ProductsSent` counts every product Meta took, deletes included;
+//! `ProductsDeleted` is the delete requests among them.
 
 use serde_json::{Map, Value, json};
 
@@ -123,6 +124,7 @@ mod tests {
                 superseded: 0,
                 sent: 3,
                 refused_by_meta: 2,
+                deleted: 1,
                 ..Counts::default()
             },
             batches: 1,
@@ -139,6 +141,7 @@ mod tests {
         assert_eq!(value("ProductsRejected"), Some(summary.counts.rejected));
         assert_eq!(value("ProductsRefusedByMeta"), Some(2));
         assert_eq!(value("ProductsSent"), Some(3));
+        assert_eq!(value("ProductsDeleted"), Some(1));
         assert_eq!(value("ProductsReceived"), Some(10));
         assert_eq!(value("BatchesSent"), Some(1));
         assert_eq!(value("FilesFailed"), Some(1));

@@ -21,7 +21,7 @@ pub struct Counts {
     pub rejected: u64,
     /// Valid rows replaced by a later row with the same id.
     pub superseded: u64,
-    /// Products sent to Meta and taken (a handle came back).
+    /// Products sent to Meta and taken (a handle came back), deletes included.
     pub sent: u64,
     /// Products Meta refused synchronously (validation_status errors, or no handle).
     pub refused_by_meta: u64,
@@ -52,15 +52,12 @@ impl Counts {
         self.deletes_held += other.deletes_held;
     }
 
-    /// `, 5 unchanged (not sent), 2 deleted, 40 deletes held`: the change-detection counts
-    /// that are not zero, for the CLI's lines.
+    /// `, 5 unchanged (not sent), 40 deletes held`: the change-detection counts that are not
+    /// zero, for the CLI's lines (deletes sent are said with the products sent).
     pub fn changes_text(&self) -> String {
         let mut text = String::new();
         if self.unchanged > 0 {
             text.push_str(&format!(", {} unchanged (not sent)", self.unchanged));
-        }
-        if self.deleted > 0 {
-            text.push_str(&format!(", {} deleted", self.deleted));
         }
         if self.deletes_held > 0 {
             text.push_str(&format!(", {} deletes held", self.deletes_held));

@@ -75,6 +75,7 @@ async fn local_with(config: EmulatorConfig) -> Local {
         },
         batch_limits: catalog::BatchLimits::new(40).expect("batch size"),
         mapping: catalog::ProductTypeMapping::default(),
+        column_mapping: catalog::ColumnMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
         min_send_window: DEFAULT_MIN_SEND_WINDOW,
         changes: sync::config::ChangeSettings::default(),
@@ -715,4 +716,162 @@ async fn a_damaged_state_is_started_over_with_a_warning() {
     let log = local.alert_log();
     assert!(log.contains("state_reset"), "{log}");
     assert_eq!(local.state().await.len(), 40, "a new state was saved");
+}
+/// Delete requests Meta took are counted on their own (`deleted`, part of `sent`) in the
+/// outcome, the report and the alert; a delete Meta refused at once is refused, not deleted;
+/// and the count survives a checkpoint (issue 14).
+#[tokio::test]
+async fn deletes_are_counted_on_their_own_and_across_a_checkpoint() {
+    let local = local().await;
+    let csv = generated(100);
+    let ids = ids_of(&csv);
+    local.land("data/export.csv", csv).await;
+    local.archive("data/export.csv").await;
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 100);
+
+    let deletes = |ids: &[String]| -> Vec<u8> {
+        let mut file = String::from("id,method\n");
+        for id in ids {
+            file.push_str(&format!("{id},delete\n"));
+        }
+        file.into_bytes()
+    };
+    local
+        .emulator
+        .refuse_at_once(&[ids[2].as_str()], "Temporarily refused");
+    local.land("data/deletes.csv", deletes(&ids[..3])).await;
+    let (counts, report_key, _) = local.archive("data/deletes.csv").await;
+    assert_eq!(
+        (counts.sent, counts.deleted, counts.refused_by_meta),
+        (2, 2, 1)
+    );
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 98);
+    let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_path).expect("report")).expect("json");
+    assert_eq!(report["counts"]["deleted"], 2);
+    assert_eq!(report["counts"]["sent"], 2);
+    let log = local.alert_log();
+    assert!(log.contains("sent 2 products (2 of them deletes)"), "{log}");
+
+    // 60 deletes in batches of 40: the second call is throttled longer than the client waits,
+    // so the run is checkpointed after the first; the next run resumes and counts all 60.
+    local
+        .emulator
+        .push_fault(Fault::Slow(Duration::ZERO).on(Endpoint::ItemsBatch));
+    local.emulator.push_fault(
+        Fault::Throttle {
+            code: 80014,
+            regain_access_minutes: None,
+            retry_after_secs: Some(2),
+        }
+        .on(Endpoint::ItemsBatch),
+    );
+    local.land("data/more.csv", deletes(&ids[10..70])).await;
+    let first = local
+        .processor
+        .process(LANDING_BUCKET, "data/more.csv", None)
+        .await
+        .expect("deferred");
+    assert!(
+        matches!(
+            first,
+            FileOutcome::Deferred {
+                batches_sent: 1,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (counts, _, _) = local.archive("data/more.csv").await;
+    assert_eq!((counts.sent, counts.deleted), (60, 60));
+    assert_eq!(local.emulator.items(DEFAULT_CATALOG_ID).len(), 38);
+}
+
+impl Local {
+    /// A processor over the same folder and emulator that reads columns through the
+    /// `COLUMN_MAPPING` spec `spec`.
+    fn processor_with_mapping(&self, spec: &str) -> FileProcessor {
+        let settings = Settings {
+            layout: self.processor.layout().clone(),
+            batch_limits: catalog::BatchLimits::new(40).expect("batch size"),
+            mapping: catalog::ProductTypeMapping::default(),
+            column_mapping: sync::config::parse_column_mapping(spec).expect("a valid mapping"),
+            reader_limits: catalog::ReaderLimits::default(),
+            min_send_window: DEFAULT_MIN_SEND_WINDOW,
+            changes: sync::config::ChangeSettings::default(),
+        };
+        FileProcessor::new(self.services(), settings)
+    }
+}
+
+/// A retailer's column renamed to a Meta field and a fixed value for every row arrive in the
+/// catalog as Meta's fields; a column matching neither is named once in the report's warning,
+/// with the nearest field (issue 14).
+#[tokio::test]
+async fn a_renamed_column_and_a_fixed_value_arrive_as_metas_fields() {
+    let local = local().await;
+    let processor =
+        local.processor_with_mapping("sale_price=SalePrice; condition:=new; brand = Marke");
+    let csv = "\
+id,title,description,link,image_link,availability,price,Marke,SalePrice,Colour
+SKU-1,Mug,Stoneware mug,https://shop.example/p/1,https://cdn.example/1.jpg,in stock,10.00 USD,Hearth,8.00 USD,red
+SKU-2,Bowl,Stoneware bowl,https://shop.example/p/2,https://cdn.example/2.jpg,in stock,12.00 USD,Hearth,,blue
+";
+    local.land("data/mapped.csv", csv.as_bytes().to_vec()).await;
+    let outcome = processor
+        .process(LANDING_BUCKET, "data/mapped.csv", None)
+        .await
+        .expect("processed");
+    let FileOutcome::Archived {
+        counts, report_key, ..
+    } = outcome
+    else {
+        panic!("archived, not {outcome:?}");
+    };
+    assert_eq!((counts.rows_read, counts.sent, counts.rejected), (2, 2, 0));
+
+    let items = local.emulator.items(DEFAULT_CATALOG_ID);
+    let first = &items["SKU-1"];
+    assert_eq!(first["condition"], "new", "{first}");
+    assert_eq!(first["brand"], "Hearth", "{first}");
+    assert!(
+        first["sale_price"].to_string().contains("8.00"),
+        "the renamed column arrives as sale_price: {first}"
+    );
+    let second = &items["SKU-2"];
+    assert_eq!(second["condition"], "new", "{second}");
+    assert!(
+        second.get("sale_price").is_none(),
+        "an empty value is not sent: {second}"
+    );
+    for item in [first, second] {
+        assert!(
+            item.get("SalePrice").is_none() && item.get("Colour").is_none(),
+            "{item}"
+        );
+    }
+
+    let report_path = local.root().join(SYNCED_BUCKET).join(&report_key);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_path).expect("report")).expect("json");
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!(["extra columns ignored: Colour (did you mean color?)"])
+    );
+
+    // Without the mapping the same file lacks condition, and is rejected naming it.
+    local
+        .land("data/unmapped.csv", csv.as_bytes().to_vec())
+        .await;
+    let outcome = local
+        .processor
+        .process(LANDING_BUCKET, "data/unmapped.csv", None)
+        .await
+        .expect("processed");
+    assert!(
+        matches!(outcome, FileOutcome::Rejected { .. }),
+        "{outcome:?}"
+    );
 }

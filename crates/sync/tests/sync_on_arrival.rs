@@ -82,6 +82,7 @@ async fn harness(batch_size: usize) -> Harness {
         layout,
         batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
         mapping: catalog::ProductTypeMapping::default(),
+        column_mapping: catalog::ColumnMapping::default(),
         reader_limits: catalog::ReaderLimits::default(),
         min_send_window: sync::process::DEFAULT_MIN_SEND_WINDOW,
         changes: sync::config::ChangeSettings::default(),

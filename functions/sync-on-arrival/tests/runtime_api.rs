@@ -152,6 +152,7 @@ async fn the_binary_processes_the_sample_event_and_a_redelivery_is_a_no_op() {
     assert_eq!(metrics["ProductsSent"], 3);
     assert_eq!(metrics["ProductsRejected"], 5);
     assert_eq!(metrics["BatchesSent"], 1);
+    assert_eq!(metrics["ProductsDeleted"], 0);
     for line in &logs {
         assert!(!line.contains(TOKEN), "token in a log line: {line}");
     }
@@ -221,6 +222,31 @@ async fn bad_configuration_is_one_init_error_naming_the_variable() {
         logs.contains("configuration: SYNCED_BUCKET: not set"),
         "{logs}"
     );
+}
+
+/// A column mapping with a bad entry stops the function at start-up, as any bad variable
+/// does: one init error of type ConfigError naming the entry (issue 14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_column_mapping_is_a_config_error_naming_the_entry() {
+    let mut stack = stack().await;
+    stack.env.push((
+        "COLUMN_MAPPING".to_owned(),
+        "sale_price=SalePrice; saleprise=Sale".to_owned(),
+    ));
+    let process = start(&stack, Duration::from_secs(60));
+    let (landing_event, _) = sample_event(&stack.landing);
+    let invocation = process.invoke(landing_event).await;
+    assert_eq!(invocation.status, 502, "an init failure");
+    let (kind, body) = invocation.into_error();
+    assert_eq!(body["errorType"].as_str(), Some(kind.as_str()));
+    assert_eq!(body["errorType"], "ConfigError");
+    let message = body["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("configuration: COLUMN_MAPPING: column mapping entry \"saleprise=Sale\""),
+        "{body}"
+    );
+    assert!(message.contains("did you mean sale_price?"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ pub const SETTINGS: &[&str] = &[
     "BATCH_SIZE",
     "PENDING_MAX_AGE",
     "PRODUCT_TYPE_MAPPING",
+    "COLUMN_MAPPING",
     "POLL_CONCURRENCY",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",

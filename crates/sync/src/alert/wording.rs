@@ -48,6 +48,8 @@ pub struct RowsRejected {
     pub rows_read: u64,
     /// Products Meta accepted.
     pub sent: u64,
+    /// Of `sent`, the delete requests (products removed).
+    pub deleted: u64,
     /// Rows the CSV rules rejected.
     pub rejected: u64,
     /// Products Meta refused when they were sent.
@@ -60,6 +62,16 @@ pub struct RowsRejected {
     pub samples: Vec<Sample>,
 }
 
+/// ` (N of them deletes)` after a count of products sent, or nothing when none was a delete:
+/// a removal is said on its own, so nobody reads "sent" as "updated" only.
+pub fn of_them_deleted(deleted: u64) -> String {
+    if deleted > 0 {
+        format!(" ({deleted} of them deletes)")
+    } else {
+        String::new()
+    }
+}
+
 /// `rows_rejected`: the file was sent, but some rows were not.
 pub fn rows_rejected(facts: RowsRejected) -> Alert {
     let RowsRejected {
@@ -69,6 +81,7 @@ pub fn rows_rejected(facts: RowsRejected) -> Alert {
         catalog_id,
         rows_read,
         sent,
+        deleted,
         rejected,
         refused_by_meta,
         superseded,
@@ -76,16 +89,18 @@ pub fn rows_rejected(facts: RowsRejected) -> Alert {
         samples,
     } = facts;
     let left_out = rejected + refused_by_meta;
+    let of_them_deleted = of_them_deleted(deleted);
     let mut builder = AlertBuilder::new(
         AlertKind::RowsRejected,
         format!("{left_out} of {rows_read} rows rejected in {key}"),
     )
     .what_happened(format!(
-        "catalog-sync sent {sent} products from {file} to catalog {catalog_id}; {left_out} rows were rejected and not sent."
+        "catalog-sync sent {sent} products{of_them_deleted} from {file} to catalog {catalog_id}; {left_out} rows were rejected and not sent."
     ))
     .fact("File", format!("{file} (now {archived_at})"))
     .fact("Rows read", rows_read)
     .fact("Products sent", sent)
+    .fact("Of them, products deleted", deleted)
     .fact("Rows rejected by the CSV rules", rejected)
     .fact("Products refused by Meta when sent", refused_by_meta)
     .fact("Duplicates superseded", superseded)
@@ -777,6 +792,7 @@ mod tests {
             catalog_id: "123".to_owned(),
             rows_read: 10,
             sent: 7,
+            deleted: 2,
             rejected: 2,
             refused_by_meta: 1,
             superseded: 1,
@@ -789,6 +805,18 @@ mod tests {
             "catalog-sync: 3 of 10 rows rejected in data/a.csv"
         );
         assert!(alert.text.contains("(now s3://landing/archive/a.csv)"));
+        assert!(
+            alert
+                .text
+                .contains("sent 7 products (2 of them deletes) from"),
+            "{}",
+            alert.text
+        );
+        assert!(
+            alert.text.contains("Of them, products deleted: 2"),
+            "{}",
+            alert.text
+        );
         assert!(alert.text.contains(&format!("What to do: {FIX_THE_ROWS}")));
         assert_eq!(alert.document["kind"], "rows_rejected");
         assert_eq!(alert.document["severity"], "warning");

@@ -44,6 +44,8 @@ pub struct Settings {
     pub batch_limits: catalog::BatchLimits,
     /// Where `product_type` goes.
     pub mapping: catalog::ProductTypeMapping,
+    /// The retailer's columns as Meta's fields, and fixed values, applied to every file.
+    pub column_mapping: catalog::ColumnMapping,
     /// File, row and record limits.
     pub reader_limits: catalog::ReaderLimits,
     /// Time a batch call needs: with less left before the deadline, the file is checkpointed
@@ -63,6 +65,7 @@ impl Settings {
             layout: config.layout.clone(),
             batch_limits: config.batch_limits,
             mapping: config.mapping,
+            column_mapping: config.column_mapping.clone(),
             reader_limits: catalog::ReaderLimits::default(),
             min_send_window: DEFAULT_MIN_SEND_WINDOW,
             changes: config.changes,

@@ -140,19 +140,22 @@ pub(super) fn spawn_parser(
         .with_known(changes.known());
     let changes = changes.clone();
     let resume_at = checkpoint.resume_at.clone();
+    let column_mapping = settings.column_mapping.clone();
     let mut parsed = Parsed::nothing(RowSpool::new(), checkpoint);
     let base = parsed.counts;
     let bridge = SyncIoBridge::new(body);
     tokio::task::spawn_blocking(move || {
         let source = BufReader::with_capacity(256 * 1024, bridge);
+        // A resumed file keeps the renames its checkpoint's layout was read with.
         let opened = match &resume_at {
-            Some(at) => Ok(ProductReader::resume(
+            Some(at) => Ok(ProductReader::resume_with_mapping(
                 source,
                 at.layout(),
                 at.position(),
                 limits,
+                &column_mapping,
             )),
-            None => ProductReader::with_limits(source, limits),
+            None => ProductReader::with_mapping(source, limits, &column_mapping),
         };
         let mut reader = match opened {
             Ok(reader) => reader,
@@ -163,11 +166,10 @@ pub(super) fn spawn_parser(
                 return parsed;
             }
         };
-        if resume_at.is_none() && !reader.extra_columns().is_empty() {
-            parsed.warnings.push(format!(
-                "extra columns ignored: {}",
-                reader.extra_columns().join(", ")
-            ));
+        if resume_at.is_none()
+            && let Some(warning) = reader.layout().extra_columns_warning()
+        {
+            parsed.warnings.push(warning);
         }
         let mut sink = ParseSink {
             spool,

@@ -221,14 +221,9 @@ impl FileProcessor {
         let split = chunks.len() > 1 || (failure.is_some() && !chunks.is_empty());
         let mut offset = 0;
         for (index, chunk) in chunks.into_iter().enumerate() {
-            let rows = batch
-                .rows
-                .get(offset..offset + chunk.item_count)
-                .unwrap_or_default();
-            let items = batch
-                .items
-                .get(offset..offset + chunk.item_count)
-                .unwrap_or_default();
+            let positions = offset..offset + chunk.item_count;
+            let rows = batch.rows.get(positions.clone()).unwrap_or_default();
+            let items = batch.items.get(positions.clone()).unwrap_or_default();
             offset += chunk.item_count;
             let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
             let part = split.then_some(index + 1);
@@ -287,15 +282,16 @@ impl FileProcessor {
                     sent_at: self.services.clock.now().unix_timestamp(),
                 };
                 changes.record(items, &refused_ids, all_refused, &sent_batch);
-                sent.deleted += items
-                    .iter()
-                    .filter(|item| {
-                        item.delete && !all_refused && !refused_ids.contains(item.id.as_str())
-                    })
-                    .count() as u64;
             }
             let request_lines = (!refused.samples.is_empty())
                 .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
+            sent.deleted += deletes_taken(
+                batch,
+                positions,
+                &chunk.response,
+                &refused,
+                request_lines.as_ref(),
+            );
             for (id, message) in refused.samples {
                 if sent.refused_samples.len() >= MAX_REFUSED_SAMPLES {
                     break;
@@ -331,6 +327,29 @@ impl FileProcessor {
             None => Ok(()),
         }
     }
+}
+
+/// Delete requests among `positions` of `batch` (one call) that Meta took: none when the call
+/// took nothing, else all but those Meta named as refused.
+fn deletes_taken(
+    batch: &Batch,
+    positions: std::ops::Range<usize>,
+    response: &graph::ItemsBatchResponse,
+    refused: &Refusals,
+    request_lines: Option<&RequestLines>,
+) -> u64 {
+    let deletes = batch.deletes_in(positions.clone());
+    if deletes == 0 || response.handles.is_empty() {
+        return 0;
+    }
+    let refused_deletes = refused
+        .samples
+        .iter()
+        .filter_map(|(id, _)| id.as_deref())
+        .filter_map(|id| request_lines.and_then(|lines| lines.index_of_id(id)))
+        .filter(|index| batch.is_delete_at(positions.start + index))
+        .count() as u64;
+    deletes.saturating_sub(refused_deletes)
 }
 
 /// What Meta refused of one call it answered: how many products, and for each refused product

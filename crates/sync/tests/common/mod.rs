@@ -92,6 +92,7 @@ impl Stack {
             layout: self.layout(),
             batch_limits: catalog::BatchLimits::new(batch_size).expect("batch size"),
             mapping: catalog::ProductTypeMapping::default(),
+            column_mapping: catalog::ColumnMapping::default(),
             reader_limits: catalog::ReaderLimits::default(),
             min_send_window,
             changes: sync::config::ChangeSettings::default(),
