@@ -170,10 +170,11 @@ pub fn send(
                         );
                     }
                     println!(
-                        "{name}: {} rows read, {} sent{}, {} rejected, {} superseded, {} refused by Meta",
+                        "{name}: {} rows read, {} sent{}{}, {} rejected, {} superseded, {} refused by Meta",
                         counts.rows_read,
                         counts.sent,
-                        format!("{}{}", of_them_deleted(counts.deleted), counts.changes_text()),
+                        of_them_deleted(counts.deleted),
+                        counts.changes_text(),
                         counts.rejected,
                         counts.superseded,
                         counts.refused_by_meta

@@ -204,16 +204,13 @@ fn summary_line(tally: &EventSummary, pending: usize) -> String {
         String::new()
     };
     format!(
-        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
         tally.archived.len(),
         tally.rejected.len(),
         tally.failed.len(),
         counts.sent,
-        format!(
-            "{}{}",
-            of_them_deleted(counts.deleted),
-            counts.changes_text()
-        ),
+        of_them_deleted(counts.deleted),
+        counts.changes_text(),
         counts.rejected,
     )
 }
