@@ -10,7 +10,7 @@ What it does, in order (each step is timed; the summary is printed at the end):
  2. Docker: installs Debian's `docker.io` when `dockerd` is missing (root or passwordless sudo
     needed), then starts a private daemon for this run only: its own socket, exec root,
     containerd namespace and default bridge, no iptables, forwarding or masquerading changes.
-    Its data root is kept under <target>/sam-local/docker so the image below is built once.
+    Its data root is kept in DOCKER_ROOT so the image below is built once per machine.
  3. The stand-in base image for provided.al2023 (the Lambda base images cannot be pulled here),
     assembled from this machine's C library, loader, CA certificates and the three programs
     SAM's image build runs (sh, mv, chmod); rebuilt only when that recipe changes. How it
@@ -64,7 +64,11 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TOOLS = os.environ.get("TOOLS_DIR", os.path.join(ROOT, ".tools"))
 TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
-CACHE = os.path.join(TARGET, "sam-local")
+CACHE = os.path.join(TARGET, "sam-local")  # logs and the proof stamps
+# The private daemon's data root, so the images are built once per machine (runs take turns, see
+# LOCK). Not under target/: tools that walk it (`sam build --cached`, CI caches) trip over
+# Docker's files, and it belongs to root.
+DOCKER_ROOT = os.environ.get("CATALOG_SYNC_DOCKER_ROOT", "/var/lib/catalog-sync/sam-local-docker")
 ENV_FILE = "infra/sam-local-env.json"
 CSV = "events/products/sam-local.csv"
 UNCATEGORISED = "SL-3"  # its product with no category, which Meta takes with a warning
@@ -239,17 +243,17 @@ class Dockerd:
     and no iptables, forwarding or masquerading changes to this machine."""
 
     def __init__(self, workdir):
-        self.data_root = os.path.join(CACHE, "docker")
+        self.data_root = os.path.join(DOCKER_ROOT, "data")
         self.exec_root = os.path.join(workdir, "x")  # short: containerd's socket paths are limited
         self.socket = os.path.join(workdir, "docker.sock")
-        self.pidfile = os.path.join(CACHE, "dockerd.pid")
+        self.pidfile = os.path.join(DOCKER_ROOT, "dockerd.pid")
         self.log_path = os.path.join(workdir, "dockerd.log")
         self.process = None
         self.client = None
         self.bridge_made = False
 
     def start(self):
-        os.makedirs(self.data_root, exist_ok=True)
+        run(privileged(["mkdir", "-p", self.data_root]), f"mkdir {self.data_root}")
         self._stop_leftover()
         # Networks are made afresh each run; an earlier run killed mid-way may have left some.
         subprocess.run(privileged(["rm", "-rf", os.path.join(self.data_root, "network")]), check=False)
