@@ -3,11 +3,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check fresh-clone
+.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check sam-local fresh-clone
 
 ## Every check CI runs: formatting, lints, all tests (tools are installed on first use), and
 ## last the README's two commands in a fresh clone.
-test: fmt-check clippy tools deny unit template-check memory-check fresh-clone
+test: fmt-check clippy tools deny unit template-check memory-check sam-local fresh-clone
 	@echo "make test: all checks passed"
 
 lint: fmt-check clippy
@@ -37,6 +37,14 @@ template-check: tools
 ## limit (the Lambda's memory size). A regression that buffers the ~330 MB file fails here.
 memory-check:
 	bash infra/memory-check.sh
+
+## `sam build` (x86_64) and `sam local invoke` of both functions in Docker, against moto and the
+## Graph API emulator on an --internal Docker network, each outcome checked; the commands are
+## README.md's "Run a function locally". Starts (and stops) its own Docker daemon: needs root or
+## passwordless sudo. Inside the fresh clone, skipped when this commit already passed it here
+## from a clean tree. See infra/sam-local-check.py.
+sam-local: tools
+	$(TOOLS_DIR)/sam/bin/python infra/sam-local-check.py
 
 ## The README's two commands, exactly as written, in a fresh clone of the committed HEAD
 ## (uncommitted changes are not in it). Skipped inside that clone (CATALOG_SYNC_NESTED=1).

@@ -8,7 +8,9 @@
 #   5. cfn-lint on the translation       sees what SAM generates (S3 notification, permissions,
 #                                        schedule rule); a circular dependency shows up only here
 #   6. workflow schema                   check-jsonschema --builtin-schema vendor.github-workflows
-#   7. template tests                    infra/tests/test_template.py (one count per test)
+#   7. metric names                      what the functions emit, printed by the Rust code
+#                                        (the metric_names example of crates/sync)
+#   8. template tests                    infra/tests/test_template.py (one count per test)
 #
 # Usage: infra/check-template.sh [-v]     (-v: list every test)
 # Needs no network and no AWS credentials: the tools are installed beforehand by
@@ -85,6 +87,15 @@ else
   failed=$((failed + 1))
   echo "FAIL  workflow schema: no .github/workflows/*.yml"
 fi
+
+# The metric names the functions emit, from the Rust source (crates/sync/src/metrics.rs), for the
+# tests of the dashboard and the alarms. Built with the workspace's features, as `make unit`
+# builds it, so after the unit tests this only runs the example.
+names="$tmp/metric-names.json"
+step "metric names (crates/sync/examples/metric_names.rs)" bash -c '
+  cargo build --quiet --locked --workspace --all-features --example metric_names &&
+    "${CARGO_TARGET_DIR:-target}/debug/examples/metric_names" >"$1"' _ "$names"
+if [ -s "$names" ]; then export CATALOG_SYNC_METRIC_NAMES="$names"; fi
 
 # The template tests count one each.
 if [ -s "$translated" ]; then export CATALOG_SYNC_TRANSLATED="$translated"; fi

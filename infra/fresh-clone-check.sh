@@ -26,6 +26,10 @@
 #   this tree's. The un-hashed copies target/{debug,release}/<binary> are the clone's until
 #   this tree's next cargo build relinks them.
 # - It uses this repository's pinned tools: .tools is linked into the clone and TOOLS_DIR set.
+# - The nested `make sam-local` is skipped when this commit already passed it in the outer run
+#   from a clean working tree (a stamp in <target>/sam-local/proved/; see
+#   infra/sam-local-check.py): the clone holds the same files, and its `sam build` would
+#   recompile every crate of the workspace for nothing.
 #
 # Prints the time each command took. On failure, names the command, prints the end of its log
 # and keeps the temporary folder for a look (FRESH_CLONE_KEEP=1 keeps it in any case). Needs

@@ -16,9 +16,11 @@ The last line printed is "tests: N passed, M failed, K skipped".
 """
 
 import copy
+import functools
 import json
 import os
 import re
+import subprocess
 import sys
 import tomllib
 import unittest
@@ -46,8 +48,17 @@ CONTRACT_ENV = {
     "PRODUCT_TYPE_MAPPING", "POLL_CONCURRENCY", "RUST_LOG",
 }
 # Variables the product added to the original configuration list (resumable files and the sweep, the column
-# mapping); each must be documented in the README's configuration table.
-ADDED_ENV = {"CONTINUE_QUEUE_URL", "STALE_FILE_AGE", "MAX_REDRIVES", "COLUMN_MAPPING"}
+# mapping, change detection, the local endpoint); each must be documented in the README's configuration table.
+ADDED_ENV = {
+    "CONTINUE_QUEUE_URL",
+    "STALE_FILE_AGE",
+    "MAX_REDRIVES",
+    "COLUMN_MAPPING",
+    "AWS_ENDPOINT_URL",
+    "SNAPSHOT_PREFIX",
+    "RESEND_AFTER",
+    "MAX_DELETE_FRACTION",
+}
 # The README's default prefixes.
 PREFIX_DEFAULTS = {
     "LANDING_PREFIX": "data/", "ARCHIVE_PREFIX": "archive/",
@@ -95,6 +106,9 @@ EXPECTED_S3 = {
 }
 
 # `sam local invoke` resolves pseudo parameters to these values (samcli intrinsics_symbol_table).
+# Each function's binary: the keys of what the metric_names example of crates/sync prints.
+BINARIES = {SYNC: "sync-on-arrival", POLL: "poll-batch-status"}
+
 SAM_LOCAL_PSEUDO = {
     "AWS::AccountId": "123456789012",
     "AWS::Region": "us-east-1",
@@ -293,6 +307,40 @@ def canonical_s3_resource(resource, template):
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def emitted_metric_names():
+    """{logical id: metric names} the functions emit, from the Rust source of truth
+    (crates/sync/src/metrics.rs, `emitted_names`): the file CATALOG_SYNC_METRIC_NAMES names
+    (infra/check-template.sh writes it), else the example run here."""
+    path = os.environ.get("CATALOG_SYNC_METRIC_NAMES")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        subprocess.run(["cargo", "build", "--quiet", "--locked", "--workspace", "--all-features",
+                        "--example", "metric_names"], cwd=ROOT, check=True)
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+        text = subprocess.run([os.path.join(ROOT, target, "debug", "examples", "metric_names")],
+                              capture_output=True, text=True, check=True).stdout
+    names = json.loads(text)
+    return {lid: set(names[binary]) for lid, binary in BINARIES.items()}
+
+
+def dashboard_metrics(body):
+    """(namespace, name, dimensions) of every metric of every widget of a DashboardBody (a Sub
+    string: ${Logical.Id} stays as text)."""
+    sub = body["Fn::Sub"]
+    text = sub if isinstance(sub, str) else sub[0]
+    out = []
+    for widget in json.loads(text)["widgets"]:
+        for row in widget.get("properties", {}).get("metrics", []):
+            parts = [p for p in row if not isinstance(p, dict)]
+            namespace, name, dims = parts[0], parts[1], parts[2:]
+            out.append((widget["properties"].get("title"), namespace, name,
+                        dict(zip(dims[::2], dims[1::2]))))
+    return out
+
+
 def lifecycle_prefix(rule):
     if "Prefix" in rule:
         return rule["Prefix"]
@@ -385,12 +433,26 @@ class Functions(TemplateTestCase):
         for lid, binary in FUNCTIONS.items():
             props = self.fn(lid)
             self.assertEqual(props.get("Runtime"), "provided.al2023", lid)
-            self.assertEqual(props.get("Architectures"), ["arm64"], lid)
+            self.assertEqual(props.get("Architectures"), [ref("Architecture")], lid)
             self.assertEqual(props.get("Handler"), "bootstrap", lid)
             self.assertEqual(props.get("CodeUri"), ".", f"{lid}: cargo-lambda builds from the workspace root")
             meta = self.r[lid].get("Metadata", {})
             self.assertEqual(meta.get("BuildMethod"), "rust-cargolambda", lid)
             self.assertEqual(meta.get("BuildProperties", {}).get("Binary"), binary, lid)
+
+    def test_architecture_is_a_parameter_arm64_by_default(self):
+        spec = self.p["Architecture"]
+        self.assertEqual(spec["Default"], "arm64")
+        self.assertEqual(sorted(spec["AllowedValues"]), ["arm64", "x86_64"])
+
+    def test_build_tools_are_pinned_as_the_deploy_workflow_pins_them(self):
+        with open(os.path.join(ROOT, "infra", "requirements-cargo-lambda.txt"), encoding="utf-8") as f:
+            pins = dict(re.findall(r"(?m)^([A-Za-z0-9_.-]+)==(\S+)$", f.read()))
+        self.assertEqual(set(pins), {"cargo-lambda", "ziglang"})
+        with open(os.path.join(ROOT, ".github", "workflows", "deploy.yml"), encoding="utf-8") as f:
+            deploy = f.read()
+        for package, version in pins.items():
+            self.assertIn(f"{package}=={version}", deploy, f"deploy.yml pins {package} differently")
 
     def test_binaries_are_workspace_packages(self):
         for lid, binary in FUNCTIONS.items():
@@ -446,6 +508,8 @@ class Functions(TemplateTestCase):
             "CONTINUE_QUEUE_URL": ref("ContinueQueue"),
             "STALE_FILE_AGE": ref("StaleFileAge"),
             "MAX_REDRIVES": ref("MaxRedrives"),
+            # Declared for `sam local invoke --env-vars` only; not set on AWS.
+            "AWS_ENDPOINT_URL": ref("AWS::NoValue"),
             **PREFIX_DEFAULTS,
         }
         for lid in FUNCTIONS:
@@ -737,6 +801,20 @@ class AlarmsAndAlerts(TemplateTestCase):
                 if self.find("CatalogSync", "ItemErrors", {"FunctionName": ref(lid)})]
         self.assertIn(POLL, hits, "ItemErrors of the poller (it reads batch results) must alarm")
 
+    def test_alarms_name_only_metrics_the_functions_emit(self):
+        emitted = emitted_metric_names()
+        seen = 0
+        for lid, alarm in self.alarms().items():
+            for namespace, metric, dims in self.metrics_of(alarm):
+                if namespace != "CatalogSync":
+                    continue
+                seen += 1
+                function = dims.get("FunctionName", {}).get("Ref")
+                self.assertIn(function, emitted, f"{lid}: {metric} needs a function's FunctionName")
+                self.assertIn(metric, emitted[function],
+                              f"{lid}: {function} never emits {metric} (crates/sync/src/metrics.rs)")
+        self.assertGreater(seen, 0)
+
     def test_every_alarm_notifies_the_alert_topic(self):
         alarms = self.alarms()
         self.assertGreaterEqual(len(alarms), 6)
@@ -749,6 +827,84 @@ class AlarmsAndAlerts(TemplateTestCase):
         self.assertEqual(self.r["AlertTopic"]["Type"], "AWS::SNS::Topic")
         subs = [v["Properties"] for v in self.r.values() if v["Type"] == "AWS::SNS::Subscription"]
         self.assertIn({"TopicArn": ref("AlertTopic"), "Protocol": "email", "Endpoint": ref("AlertEmail")}, subs)
+
+
+class Dashboard(TemplateTestCase):
+    # What issue 17 asks the dashboard to show, per function.
+    REQUIRED = {
+        SYNC: {"ProductsReceived", "ProductsSent", "ProductsRejected", "ProductsRefusedByMeta",
+               "ProductsUnchanged", "ProductsDeleted", "BatchesSent"},
+        POLL: {"BatchesChecked", "BatchesFinished", "ItemErrors", "ApiErrors", "PendingHandles",
+               "OldestPendingSeconds", "FileToVerdictSeconds"},
+    }
+
+    def metrics(self):
+        boards = [v["Properties"] for v in self.r.values() if v["Type"] == "AWS::CloudWatch::Dashboard"]
+        self.assertEqual(len(boards), 1, "one dashboard")
+        out = []
+        for title, namespace, name, dims in dashboard_metrics(boards[0]["DashboardBody"]):
+            function = re.fullmatch(r"\$\{(\w+)\}", dims.get("FunctionName", ""))
+            out.append((title, namespace, name, function.group(1) if function else None))
+        return out
+
+    def test_every_widget_names_a_metric_its_function_emits(self):
+        emitted = emitted_metric_names()
+        lambda_metrics = {"Errors", "Throttles", "Invocations", "Duration", "ConcurrentExecutions"}
+        never = []
+        for title, namespace, name, function in self.metrics():
+            self.assertIn(function, FUNCTIONS, f"{title}: {name} is not per function")
+            if namespace == "CatalogSync":
+                if name not in emitted[function]:
+                    never.append(f"{name} of {function} (widget {title!r})")
+            else:
+                self.assertEqual(namespace, "AWS/Lambda", title)
+                self.assertIn(name, lambda_metrics, title)
+        self.assertFalse(never, "the dashboard shows metrics the functions never emit "
+                                "(crates/sync/src/metrics.rs): " + "; ".join(never))
+
+    def test_it_shows_what_the_issue_asks_for(self):
+        shown = {(function, name) for _, namespace, name, function in self.metrics()
+                 if namespace == "CatalogSync"}
+        for function, names in self.REQUIRED.items():
+            for name in names:
+                self.assertIn((function, name), shown, f"{name} of {function} is not on the dashboard")
+        lambda_shown = {(function, name) for _, namespace, name, function in self.metrics()
+                        if namespace == "AWS/Lambda"}
+        for function in FUNCTIONS:
+            for name in ("Errors", "Throttles"):
+                self.assertIn((function, name), lambda_shown)
+
+    def test_widgets_use_the_stacks_region_and_the_name_is_unique_per_region(self):
+        board = next(v["Properties"] for v in self.r.values() if v["Type"] == "AWS::CloudWatch::Dashboard")
+        text = board["DashboardBody"]["Fn::Sub"]
+        for widget in json.loads(text)["widgets"]:
+            self.assertEqual(widget["properties"]["region"], "${AWS::Region}")
+        self.assertIn("${AWS::Region}", board["DashboardName"]["Fn::Sub"])
+
+
+class SamLocal(unittest.TestCase):
+    """`sam local invoke` sets only variables the template declares, silently ignoring others."""
+
+    def test_the_local_env_file_sets_only_declared_variables(self):
+        with open(os.path.join(ROOT, "infra", "sam-local-env.json"), encoding="utf-8") as f:
+            local = json.load(f)
+        with open(FUNCTION_ENV, encoding="utf-8") as f:
+            declared = json.load(f)
+        self.assertEqual(set(local), {"Parameters"}, "one set of values for both functions")
+        for lid, names in declared.items():
+            self.assertLessEqual(set(local["Parameters"]), set(names), f"{lid} does not declare these")
+        self.assertNotIn("META_ACCESS_TOKEN", local["Parameters"])
+
+    def test_make_test_and_ci_run_the_check(self):
+        with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as f:
+            makefile = f.read()
+        prerequisites = re.search(r"(?m)^test:(.*)$", makefile).group(1).split()
+        self.assertIn("sam-local", prerequisites)
+        self.assertLess(prerequisites.index("sam-local"), prerequisites.index("fresh-clone"))
+        with open(os.path.join(ROOT, ".github", "workflows", "ci.yml"), encoding="utf-8") as f:
+            ci = f.read()
+        self.assertRegex(ci, r"install-tools\.sh[^\n]*cargo-lambda", "CI installs cargo-lambda")
+        self.assertIn("make test", ci)
 
 
 class OutputsAndOptions(TemplateTestCase):

@@ -1,6 +1,6 @@
 //! The emulator's command line, shared by `graph-emulator` and `catalog-sync emulator`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +9,11 @@ use crate::{DEFAULT_CATALOG_ID, EmulatorConfig, GraphEmulator};
 /// Options of the emulator server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmulatorArgs {
-    /// Port on 127.0.0.1 to listen on; 0 picks a free one.
+    /// Address to listen on: one address of this machine (a container network's gateway, for
+    /// one), never a wildcard such as 0.0.0.0.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST), value_parser = specific_address)]
+    pub host: IpAddr,
+    /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// An accepted access token (repeatable); default: the emulator's built-in token, `emulator-token`.
@@ -26,7 +30,21 @@ pub struct EmulatorArgs {
     pub latency_ms: u64,
 }
 
-/// Serves the emulator on 127.0.0.1 until Ctrl-C; prints its URL first on standard output.
+/// `--host`: an address, but not a wildcard one, which would expose the emulator on every interface.
+fn specific_address(text: &str) -> Result<IpAddr, String> {
+    let address: IpAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address (e.g. 127.0.0.1)"))?;
+    if address.is_unspecified() {
+        return Err(format!(
+            "{address} listens on every interface; give one address of this machine, such as 127.0.0.1"
+        ));
+    }
+    Ok(address)
+}
+
+/// Serves the emulator on `--host` (127.0.0.1 by default) until Ctrl-C; prints its URL first on
+/// standard output.
 pub async fn serve(args: EmulatorArgs) -> ExitCode {
     let mut config = EmulatorConfig {
         checks_until_finished: args.checks_until_finished,
@@ -41,7 +59,7 @@ pub async fn serve(args: EmulatorArgs) -> ExitCode {
     }
     let catalogs = config.catalogs.join(", ");
     let token_count = config.tokens.len();
-    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let addr = SocketAddr::new(args.host, args.port);
     let emulator = match GraphEmulator::start_on(addr, config).await {
         Ok(emulator) => emulator,
         Err(e) => {
@@ -61,4 +79,23 @@ pub async fn serve(args: EmulatorArgs) -> ExitCode {
     }
     emulator.shutdown().await;
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_one_address_never_a_wildcard() {
+        assert_eq!(
+            specific_address("172.18.0.1"),
+            Ok(IpAddr::V4(Ipv4Addr::new(172, 18, 0, 1)))
+        );
+        assert_eq!(specific_address("::1"), Ok("::1".parse().unwrap()));
+        for wildcard in ["0.0.0.0", "::"] {
+            let error = specific_address(wildcard).unwrap_err();
+            assert!(error.contains("every interface"), "{error}");
+        }
+        assert!(specific_address("localhost").is_err());
+    }
 }

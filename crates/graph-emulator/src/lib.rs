@@ -95,6 +95,8 @@ pub enum Endpoint {
     BatchStatus,
     /// `GET /{version}/{catalog_id}`.
     Catalog,
+    /// `GET /{version}/{catalog_id}/products`.
+    Products,
 }
 
 /// A failure to inject into the next matching call.

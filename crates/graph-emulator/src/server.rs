@@ -498,7 +498,7 @@ async fn answer(
     }
     let expected = match endpoint {
         Endpoint::ItemsBatch => Method::POST,
-        Endpoint::BatchStatus | Endpoint::Catalog => Method::GET,
+        Endpoint::BatchStatus | Endpoint::Catalog | Endpoint::Products => Method::GET,
     };
     if !shared.lock().catalogs.contains_key(&incoming.catalog_id) {
         return Some(graph_error(
@@ -531,6 +531,7 @@ async fn answer(
         Endpoint::ItemsBatch => items_batch(shared, &incoming),
         Endpoint::BatchStatus => batch_status(shared, &incoming),
         Endpoint::Catalog => catalog(shared, &incoming),
+        Endpoint::Products => products(shared, &incoming),
     })
 }
 
@@ -793,19 +794,28 @@ fn check_proof(shared: &Shared, incoming: &Incoming) -> Option<Response> {
     })
 }
 
-fn catalog(shared: &Shared, incoming: &Incoming) -> Response {
-    let fields = incoming
+/// The names in the `fields` parameter, or in `default` when it is absent.
+fn requested_fields<'a>(incoming: &'a Incoming, default: &'a str) -> Vec<&'a str> {
+    incoming
         .params
         .get("fields")
         .and_then(Value::as_str)
-        .unwrap_or("id,name");
+        .unwrap_or(default)
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+fn catalog(shared: &Shared, incoming: &Incoming) -> Response {
+    let fields = requested_fields(incoming, "id,name");
     let state = shared.lock();
     let count = state
         .catalogs
         .get(&incoming.catalog_id)
         .map_or(0, |items| items.len());
     let mut out = Map::new();
-    for field in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+    for field in fields {
         let value = match field {
             "id" => Value::from(incoming.catalog_id.clone()),
             "name" => Value::from(format!("Emulated catalog {}", incoming.catalog_id)),
@@ -822,6 +832,48 @@ fn catalog(shared: &Shared, incoming: &Incoming) -> Response {
     out.entry("id")
         .or_insert_with(|| Value::from(incoming.catalog_id.clone()));
     Json(Value::Object(out)).into_response()
+}
+
+/// `GET /{version}/{catalog_id}/products?fields=retailer_id,name`: every product of the catalog on
+/// one page (Meta pages by `limit`), each with `id` and the fields asked for that it holds, so a
+/// test outside the process can see what the catalog holds.
+fn products(shared: &Shared, incoming: &Incoming) -> Response {
+    let fields = requested_fields(incoming, "id");
+    let state = shared.lock();
+    let data: Vec<Value> = state
+        .catalogs
+        .get(&incoming.catalog_id)
+        .into_iter()
+        .flatten()
+        .map(|(retailer_id, held)| {
+            let mut out = Map::new();
+            out.insert(
+                "id".to_owned(),
+                Value::from(product_item_id(&incoming.catalog_id, retailer_id)),
+            );
+            for field in &fields {
+                let value = match *field {
+                    "id" => continue,
+                    "retailer_id" => Some(Value::from(retailer_id.clone())),
+                    other => held.get(other).cloned(),
+                };
+                if let Some(value) = value {
+                    out.insert((*field).to_owned(), value);
+                }
+            }
+            Value::Object(out)
+        })
+        .collect();
+    Json(json!({ "data": data })).into_response()
+}
+
+/// A product item's Meta id: digits, stable for a catalog and retailer id.
+fn product_item_id(catalog_id: &str, retailer_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{catalog_id}/{retailer_id}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    format!("{:016}", u64::from_be_bytes(bytes) % 10_u64.pow(16))
 }
 
 fn samples(problems: &[Problem]) -> Value {
@@ -1010,6 +1062,7 @@ fn route(path: &str) -> (Option<Endpoint>, String, String) {
             let endpoint = match edge.as_str() {
                 "items_batch" => Some(Endpoint::ItemsBatch),
                 "check_batch_request_status" => Some(Endpoint::BatchStatus),
+                "products" => Some(Endpoint::Products),
                 _ => None,
             };
             (endpoint, version.clone(), catalog.clone())
@@ -1172,7 +1225,8 @@ mod tests {
             (Some(Endpoint::BatchStatus), "v1.0".into(), "12/3".into())
         );
         assert_eq!(route("/v25.0/123").0, Some(Endpoint::Catalog));
-        assert_eq!(route("/v25.0/123/products").0, None);
+        assert_eq!(route("/v25.0/123/products").0, Some(Endpoint::Products));
+        assert_eq!(route("/v25.0/123/product_sets").0, None);
         assert_eq!(route("/").0, None);
         assert_eq!(route("/a/b/c/d").0, None);
     }

@@ -247,6 +247,58 @@ async fn tokens_are_checked() {
 }
 
 #[tokio::test]
+async fn products_edge_lists_what_the_catalog_holds() {
+    let emu = start().await;
+    send(&emu, &json!([update(product("1")), update(product("2"))])).await;
+    let url = format!("{}/{V}/{DEFAULT_CATALOG_ID}/products", emu.url());
+    let listed = read(
+        http()
+            .get(&url)
+            .bearer_auth(DEFAULT_TOKEN)
+            .query(&[("fields", "retailer_id,title,no_such_field")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    let data = listed.body["data"].as_array().unwrap();
+    let ids: Vec<&str> = data
+        .iter()
+        .map(|p| p["retailer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2"]);
+    assert_eq!(data[0]["title"], "Product 1");
+    assert!(data[0].get("no_such_field").is_none());
+    let meta_id = data[0]["id"].as_str().unwrap();
+    assert!(meta_id.len() == 16 && meta_id.chars().all(|c| c.is_ascii_digit()));
+    assert_ne!(data[0]["id"], data[1]["id"]);
+
+    let default = read(
+        http()
+            .get(&url)
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(default.body["data"][0], json!({"id": meta_id}));
+    let post = read(
+        http()
+            .post(&url)
+            .bearer_auth(DEFAULT_TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(error_code(&post), 100);
+    let unauthorized = read(http().get(&url).send().await.unwrap()).await;
+    assert_eq!(unauthorized.status, 400);
+}
+
+#[tokio::test]
 async fn catalog_endpoint() {
     let emu = start().await;
     send(&emu, &json!([update(product("1"))])).await;

@@ -253,6 +253,30 @@ pub fn new_run_id(at: OffsetDateTime) -> String {
     )
 }
 
+/// When the run named `run_id` started: the time [`new_run_id`] put in it, or `None` for an id
+/// it did not make.
+pub fn run_started_at(run_id: &str) -> Option<OffsetDateTime> {
+    let stamp = run_id.get(..16)?;
+    let digits = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<u16>().ok();
+    if stamp.as_bytes().get(8) != Some(&b'T') || !stamp.ends_with('Z') {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::from(digits(0..4)?),
+        month,
+        u8::try_from(digits(6..8)?).ok()?,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(digits(9..11)?).ok()?,
+        u8::try_from(digits(11..13)?).ok()?,
+        u8::try_from(digits(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(clock).assume_utc())
+}
+
 /// An S3 event key that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("object key {raw:?} in the S3 event is not valid percent-encoded UTF-8")]
@@ -344,6 +368,16 @@ mod tests {
         assert!(a.starts_with("20261122T034512Z-"), "{a}");
         assert_eq!(a.len(), "20261122T034512Z-".len() + 8);
         assert_ne!(a, new_run_id(at));
+        assert_eq!(run_started_at(&a), Some(at));
+        for other in [
+            "run-1",
+            "",
+            "2026112203451Z-1a2b3c4d",
+            "20261322T034512Z-1a2b3c4d",
+            "20261122X034512Z",
+        ] {
+            assert_eq!(run_started_at(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub async fn poll_batch_status(
     };
     if let Some(summary) = summary {
         print_metrics(function_name, &summary.metrics());
+        // One line per file: each is one data point of the landing-to-verdict time.
+        for metric in summary.file_metrics() {
+            print_metrics(function_name, &[metric]);
+        }
     }
     Ok(serde_json::to_value(result.inspect_err(log)?)?)
 }

@@ -37,9 +37,13 @@ impl EventSummary {
     }
 }
 
+/// Seconds from a file's run start (moments after it landed) to its last batch's verdict: one
+/// value per completed file, each on its own line.
+pub const FILE_TO_VERDICT: &str = "FileToVerdictSeconds";
+
 impl PollSummary {
     /// The poll-batch-status function's figures for one run.
-    pub fn metrics(&self) -> [Metric; 7] {
+    pub fn metrics(&self) -> [Metric; 9] {
         [
             ("BatchesChecked", self.checked),
             ("BatchesFinished", self.finished),
@@ -48,7 +52,37 @@ impl PollSummary {
             ("ItemErrors", self.item_errors),
             ("ItemWarnings", self.item_warnings),
             ("ApiErrors", self.api_errors),
+            ("PendingHandles", self.pending_left),
+            ("OldestPendingSeconds", self.oldest_pending_secs),
         ]
+    }
+
+    /// One [`FILE_TO_VERDICT`] value per file completed in this run.
+    pub fn file_metrics(&self) -> impl Iterator<Item = Metric> + '_ {
+        self.file_verdict_secs
+            .iter()
+            .map(|seconds| (FILE_TO_VERDICT, *seconds))
+    }
+}
+
+/// Every metric name each function can emit, by binary name: what dashboards and alarms may
+/// name (the `metric_names` example prints it for the template tests).
+pub fn emitted_names() -> [(&'static str, Vec<&'static str>); 2] {
+    let names = |metrics: &[Metric]| metrics.iter().map(|(name, _)| *name).collect::<Vec<_>>();
+    let mut poll = names(&PollSummary::default().metrics());
+    poll.push(FILE_TO_VERDICT);
+    [
+        ("sync-on-arrival", names(&EventSummary::default().metrics())),
+        ("poll-batch-status", poll),
+    ]
+}
+
+/// CloudWatch's unit for a metric: durations end in `Seconds`, everything else counts.
+fn unit(name: &str) -> &'static str {
+    if name.ends_with("Seconds") {
+        "Seconds"
+    } else {
+        "Count"
     }
 }
 
@@ -56,7 +90,7 @@ impl PollSummary {
 pub fn emf_line(function_name: &str, timestamp_ms: i64, metrics: &[(&str, u64)]) -> String {
     let definitions: Vec<Value> = metrics
         .iter()
-        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .map(|(name, _)| json!({"Name": name, "Unit": unit(name)}))
         .collect();
     let mut line = Map::new();
     line.insert(
@@ -160,5 +194,49 @@ mod tests {
         assert_eq!(line["BatchesChecked"], 4);
         assert_eq!(line["BatchesNotSaved"], 3);
         assert_eq!(line["ItemErrors"], 7);
+    }
+
+    #[test]
+    fn the_backlog_and_each_completed_file_are_measured_in_seconds() {
+        let summary = PollSummary {
+            pending_left: 2,
+            oldest_pending_secs: 600,
+            file_verdict_secs: vec![90, 3600],
+            ..PollSummary::default()
+        };
+        let line: Value = serde_json::from_str(&emf_line("poll", 0, &summary.metrics())).unwrap();
+        assert_eq!(line["PendingHandles"], 2);
+        assert_eq!(line["OldestPendingSeconds"], 600);
+        let units: Vec<&Value> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|definition| &definition["Unit"])
+            .collect();
+        assert_eq!(units[..7], [&json!("Count"); 7]);
+        assert_eq!(units[7], "Count");
+        assert_eq!(units[8], "Seconds");
+        let files: Vec<Metric> = summary.file_metrics().collect();
+        assert_eq!(files, [(FILE_TO_VERDICT, 90), (FILE_TO_VERDICT, 3600)]);
+        let file_line: Value = serde_json::from_str(&emf_line("poll", 0, &files[..1])).unwrap();
+        assert_eq!(file_line[FILE_TO_VERDICT], 90);
+        assert_eq!(
+            file_line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+            "Seconds"
+        );
+    }
+
+    #[test]
+    fn emitted_names_are_every_metric_of_each_function() {
+        let [(sync, sync_names), (poll, poll_names)] = emitted_names();
+        assert_eq!((sync, poll), ("sync-on-arrival", "poll-batch-status"));
+        assert!(sync_names.contains(&"ProductsSent"));
+        assert!(
+            !sync_names.contains(&"ItemErrors"),
+            "only the poller reads batch results"
+        );
+        assert!(poll_names.contains(&"ItemErrors"));
+        assert!(poll_names.contains(&FILE_TO_VERDICT));
+        assert!(poll_names.contains(&"PendingHandles"));
     }
 }

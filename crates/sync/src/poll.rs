@@ -5,6 +5,7 @@
 //! only then is `pending/<handle>.json` deleted, so a crash in between leaves the handle pending
 //! (checked again next run), never lost.
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -91,6 +92,17 @@ pub struct PollSummary {
     pub alerts_sent: u64,
     /// Files in progress, re-driven, or given up on (`None` when the sweep did not run).
     pub sweep: Option<SweepSummary>,
+    /// Handles still pending when the run ended (not final yet, not checked, or not removed).
+    #[serde(default)]
+    pub pending_left: u64,
+    /// Age in seconds of the oldest of those, by its `sent_at` (0 when none is left or known).
+    #[serde(default)]
+    pub oldest_pending_secs: u64,
+    /// For each file whose last batch got its verdict in this run: seconds from the start of
+    /// the file's run (the time in its run id, when the file was first picked up, seconds after
+    /// it landed) to that verdict.
+    #[serde(default)]
+    pub file_verdict_secs: Vec<u64>,
 }
 
 /// A poll run that failed as a whole.
@@ -271,9 +283,12 @@ impl Poller {
             .collect()
             .await;
 
+        let now = self.services.clock.now();
+        let mut backlog = Backlog::default();
         let mut verdicts = Vec::new();
         let mut stuck_new = Vec::new();
         for outcome in outcomes {
+            backlog.note(&outcome, now);
             match outcome {
                 Outcome::Ended {
                     verdict,
@@ -323,6 +338,9 @@ impl Poller {
         stuck_new.sort_by(|a: &Waiting, b: &Waiting| {
             (&a.record.sent_at, &a.record.handle).cmp(&(&b.record.sent_at, &b.record.handle))
         });
+        summary.pending_left = backlog.left;
+        summary.oldest_pending_secs = backlog.oldest.map_or(0, |sent| age(now, sent).as_secs());
+        summary.file_verdict_secs = self.files_completed(&verdicts, &backlog, now).await;
 
         let mut failures = Vec::new();
         if let Some(reason) = stop.reason() {
@@ -377,6 +395,43 @@ impl Poller {
                 failures,
             })
         }
+    }
+
+    /// Seconds from each completed file's run start to now, for the files whose last pending
+    /// batch ended in this run and whose sending is over (no checkpoint under `progress/`).
+    /// A run that left records unread cannot tell which files are complete, so it says nothing.
+    async fn files_completed(
+        &self,
+        verdicts: &[Verdict],
+        backlog: &Backlog,
+        now: OffsetDateTime,
+    ) -> Vec<u64> {
+        if backlog.unread {
+            return Vec::new();
+        }
+        let runs: BTreeSet<&str> = verdicts
+            .iter()
+            .map(|verdict| verdict.record.run_id.as_str())
+            .filter(|run| !backlog.runs_left.contains(*run))
+            .collect();
+        let mut seconds = Vec::new();
+        for run in runs {
+            let Some(started) = keys::run_started_at(run) else {
+                continue;
+            };
+            let synced = &self.settings.layout.synced_bucket;
+            match self
+                .services
+                .store
+                .head(synced, &keys::progress_key(run))
+                .await
+            {
+                Ok(None) => seconds.push(age(now, started).as_secs()),
+                Ok(Some(_)) => {} // more batches of this file are still to be sent
+                Err(error) => warn!(run, %error, "could not tell whether a file is complete"),
+            }
+        }
+        seconds
     }
 
     fn note_stuck(
@@ -760,6 +815,40 @@ impl Poller {
             ended: summary.finished + summary.canceled + summary.errored,
             pending_under: self.synced_url(PENDING_PREFIX),
         })
+    }
+}
+
+/// The handles a run leaves pending, for the metrics: how many, the oldest, and their runs.
+#[derive(Debug, Default)]
+struct Backlog {
+    left: u64,
+    oldest: Option<OffsetDateTime>,
+    runs_left: BTreeSet<String>,
+    /// Some records were not read (deadline, stop, storage failure): their runs are unknown.
+    unread: bool,
+}
+
+impl Backlog {
+    fn note(&mut self, outcome: &Outcome, now: OffsetDateTime) {
+        let record = match outcome {
+            Outcome::Ended {
+                verdict,
+                pending_left: true,
+            } => &verdict.record,
+            Outcome::Waiting(waiting) | Outcome::CheckFailed { waiting, .. } => &waiting.record,
+            Outcome::Skipped(_) | Outcome::StoreFailed => {
+                self.left += 1;
+                self.unread = true;
+                return;
+            }
+            Outcome::Ended { .. } | Outcome::Gone => return,
+        };
+        self.left += 1;
+        self.runs_left.insert(record.run_id.clone());
+        if let Ok(sent) = OffsetDateTime::parse(&record.sent_at, &Rfc3339) {
+            let sent = sent.min(now);
+            self.oldest = Some(self.oldest.map_or(sent, |oldest| oldest.min(sent)));
+        }
     }
 }
 

@@ -307,6 +307,19 @@ impl World {
             .await
     }
 
+    /// `record`, rewritten as sent by the run `run_id` (a real run id carries its start time).
+    async fn in_run(&self, mut record: PendingRecord, run_id: &str) -> PendingRecord {
+        record.run_id = run_id.to_owned();
+        self.moto
+            .put_object(
+                self.synced(),
+                &keys::pending_key(&record.handle),
+                serde_json::to_vec(&record).unwrap(),
+            )
+            .await;
+        record
+    }
+
     async fn pending_keys(&self) -> Vec<String> {
         self.moto.list_keys(self.synced(), "pending/").await
     }
@@ -394,6 +407,59 @@ async fn clean_batches_are_recorded_under_checked_and_raise_no_alert() {
     }
     assert!(world.recorded().is_empty());
     assert!(world.delivered(0, Duration::from_secs(1)).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_and_the_time_from_a_run_start_to_its_last_verdict_are_measured() {
+    let world = World::new().await;
+    let minutes = |m: i64| world.now - time::Duration::minutes(m);
+    // A: both batches end in this run, the file is done: one value, from its run's start.
+    let run_a = keys::new_run_id(minutes(10));
+    for id in ["a1", "a2"] {
+        let sent = world
+            .send("data/a.csv", &[product(id)], Duration::from_secs(300))
+            .await;
+        world.in_run(sent, &run_a).await;
+    }
+    // B: its batch ends, but a checkpoint says more batches are still to be sent.
+    let run_b = keys::new_run_id(minutes(5));
+    let sent = world
+        .send("data/b.csv", &[product("b1")], Duration::ZERO)
+        .await;
+    world.in_run(sent, &run_b).await;
+    world
+        .moto
+        .put_object(world.synced(), &keys::progress_key(&run_b), "{}")
+        .await;
+    // C: one batch ends, the other (sent 20 minutes ago) is not finished yet.
+    let run_c = keys::new_run_id(minutes(30));
+    let sent = world
+        .send("data/c.csv", &[product("c1")], Duration::ZERO)
+        .await;
+    world.in_run(sent, &run_c).await;
+    world.emulator.set_checks_until_finished(5);
+    let sent = world
+        .send("data/c.csv", &[product("c2")], Duration::from_secs(1200))
+        .await;
+    world.in_run(sent, &run_c).await;
+    // D: an old record whose run id carries no time (written before run ids did): no value.
+    world.emulator.set_checks_until_finished(0);
+    world
+        .send("data/d.csv", &[product("d1")], Duration::ZERO)
+        .await;
+
+    let summary = world.poller(4).run(None).await.unwrap();
+    assert_eq!(summary.finished, 5);
+    assert_eq!(summary.file_verdict_secs, [600]);
+    assert_eq!(summary.pending_left, 1);
+    assert_eq!(summary.oldest_pending_secs, 1200);
+    let metrics = summary.metrics();
+    assert!(metrics.contains(&("PendingHandles", 1)));
+    assert!(metrics.contains(&("OldestPendingSeconds", 1200)));
+    assert_eq!(
+        summary.file_metrics().collect::<Vec<_>>(),
+        [(sync::metrics::FILE_TO_VERDICT, 600)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
