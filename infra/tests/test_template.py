@@ -508,6 +508,10 @@ class Functions(TemplateTestCase):
             "CONTINUE_QUEUE_URL": ref("ContinueQueue"),
             "STALE_FILE_AGE": ref("StaleFileAge"),
             "MAX_REDRIVES": ref("MaxRedrives"),
+            "RESEND_AFTER": ref("ResendAfter"),
+            "MAX_DELETE_FRACTION": ref("MaxDeleteFraction"),
+            # Full snapshots live inside the landing folder.
+            "SNAPSHOT_PREFIX": "data/full/",
             # Declared for `sam local invoke --env-vars` only; not set on AWS.
             "AWS_ENDPOINT_URL": ref("AWS::NoValue"),
             **PREFIX_DEFAULTS,
