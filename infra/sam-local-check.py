@@ -19,7 +19,7 @@ What it does, in order (each step is timed; the summary is printed at the end):
     emulator listen on its gateway address only, never on a wildcard address.
  5. Seeds moto from infra/sam-local-env.json: both buckets, the token secret, the alert topic
     with an SQS queue subscribed (to read the alerts), the continuation queue; uploads
-    events/products/sam-local.csv to the key events/s3-object-created.json names.
+    events/sam-local/products.csv to the key events/s3-object-created.json names.
  6. Runs the commands of README.md, "Run a function locally", exactly as written: `sam build`,
     then `sam local invoke` of each function with its sample event.
  7. Checks what each invocation did, not only its exit status: the file archived, the products
@@ -70,7 +70,7 @@ CACHE = os.path.join(TARGET, "sam-local")  # logs and the proof stamps
 # Docker's files, and it belongs to root.
 DOCKER_ROOT = os.environ.get("CATALOG_SYNC_DOCKER_ROOT", "/var/lib/catalog-sync/sam-local-docker")
 ENV_FILE = "infra/sam-local-env.json"
-CSV = "events/products/sam-local.csv"
+CSV = "events/sam-local/products.csv"
 UNCATEGORISED = "SL-3"  # its product with no category, which Meta takes with a warning
 LOCK = os.path.join(tempfile.gettempdir(), "catalog-sync-sam-local.lock")
 
