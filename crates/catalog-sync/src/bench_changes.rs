@@ -123,10 +123,23 @@ pub fn bench_changes(rows: u64, dir: Option<&Path>, json: bool) -> anyhow::Resul
         );
     }
     let exe = std::env::current_exe().context("cannot find this program")?;
+    // The generated products once; the changed and removed snapshots are derived from them.
+    let base = files.join("products.csv");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&base)?);
+        catalog::synthetic::write_products(&mut out, rows, 1)?;
+        out.flush()?;
+    }
     let mut runs = Vec::new();
     for (scenario, what) in SCENARIOS {
-        let file = files.join(format!("{scenario}.csv"));
-        write_snapshot(&file, rows, scenario)?;
+        let file = match scenario {
+            "first" | "same" => base.clone(),
+            _ => {
+                let file = files.join(format!("{scenario}.csv"));
+                write_snapshot(&base, &file, scenario)?;
+                file
+            }
+        };
         if !json {
             eprintln!("bench: syncing {rows} products: {what}");
         }
@@ -189,21 +202,11 @@ pub fn bench_changes(rows: u64, dir: Option<&Path>, json: bool) -> anyhow::Resul
     Ok(EXIT_OK)
 }
 
-/// Writes the snapshot of `scenario`, streamed: the generated products, every hundredth with
-/// its brand changed (`changed`) or left out (`removed`).
-fn write_snapshot(path: &Path, rows: u64, scenario: &str) -> anyhow::Result<()> {
+/// Writes the snapshot of `scenario` from the generated products in `base`, streamed: every
+/// hundredth product with its brand changed (`changed`) or left out (`removed`).
+fn write_snapshot(base: &Path, path: &Path, scenario: &str) -> anyhow::Result<()> {
     use std::io::BufRead as _;
-    let base = path.with_extension("base.csv");
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&base)?);
-        catalog::synthetic::write_products(&mut out, rows, 1)?;
-        out.flush()?;
-    }
-    if scenario == "first" || scenario == "same" {
-        std::fs::rename(&base, path)?;
-        return Ok(());
-    }
-    let input = std::io::BufReader::new(std::fs::File::open(&base)?);
+    let input = std::io::BufReader::new(std::fs::File::open(base)?);
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     for (index, line) in input.lines().enumerate() {
         let line = line?;
@@ -219,7 +222,6 @@ fn write_snapshot(path: &Path, rows: u64, scenario: &str) -> anyhow::Result<()> 
         }
     }
     out.flush()?;
-    std::fs::remove_file(&base)?;
     Ok(())
 }
 
@@ -274,7 +276,7 @@ async fn sync_once(scenario: &str, root: PathBuf, file: &Path) -> anyhow::Result
         bail!("the snapshot was not archived: {outcome:?}");
     };
     let state_bytes = store
-        .head(SYNCED_BUCKET, &sync::state::state_key(catalog.catalog_id()))
+        .head(SYNCED_BUCKET, &sync::keys::state_key(catalog.catalog_id()))
         .await?
         .map_or(0, |info| info.size);
     Ok(SyncRun {

@@ -34,9 +34,7 @@ impl Checks {
 /// `catalog-sync doctor [--root DIR]`.
 pub fn doctor(root: Option<PathBuf>) -> anyhow::Result<u8> {
     let storage = setup::Storage::from_root(root);
-    storage.require_aws_build("doctor")?;
-    setup::init_logging("error");
-    let runtime = setup::runtime()?;
+    let runtime = setup::start_on(&storage, "doctor", "error")?;
     let failed = runtime.block_on(async {
         let mut checks = Checks::default();
         match &storage {

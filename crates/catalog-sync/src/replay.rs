@@ -55,9 +55,7 @@ pub fn replay(options: ReplayOptions) -> anyhow::Result<u8> {
             "name the files to re-send (archive/..., failed/... or data/... keys) or give --since DATE"
         );
     }
-    Storage::from_root(options.root.clone()).require_aws_build("replay")?;
-    setup::init_logging("warn");
-    let runtime = setup::runtime()?;
+    let runtime = setup::start_on(&Storage::from_root(options.root.clone()), "replay", "warn")?;
     runtime.block_on(replay_async(options))
 }
 
@@ -290,9 +288,7 @@ async fn replay_one(
 /// `catalog-sync poll [--root DIR]`: the poll use case once, and its summary.
 pub fn poll(root: Option<PathBuf>) -> anyhow::Result<u8> {
     let storage = Storage::from_root(root);
-    storage.require_aws_build("poll")?;
-    setup::init_logging("warn");
-    let runtime = setup::runtime()?;
+    let runtime = setup::start_on(&storage, "poll", "warn")?;
     runtime.block_on(async {
         let wired = setup::wire(
             storage,

@@ -254,6 +254,18 @@ fn emulator_banner(url: &str) {
     );
 }
 
+/// How every command on the buckets or a local folder starts: the build check for S3, logging
+/// at `log_level` (unless `RUST_LOG` says otherwise), and the runtime.
+pub fn start_on(
+    storage: &Storage,
+    command: &str,
+    log_level: &str,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    storage.require_aws_build(command)?;
+    init_logging(log_level);
+    runtime()
+}
+
 /// The runtime of every command: two worker threads are plenty for one file at a time.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

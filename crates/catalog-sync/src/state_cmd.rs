@@ -14,9 +14,7 @@ use crate::setup::{self, CatalogChoice, Storage};
 /// `catalog-sync state [--root DIR [--emulator]] [ID...]`.
 pub fn state(root: Option<PathBuf>, emulator: bool, ids: Vec<String>) -> anyhow::Result<u8> {
     let storage = Storage::from_root(root);
-    storage.require_aws_build("state")?;
-    setup::init_logging("warn");
-    let runtime = setup::runtime()?;
+    let runtime = setup::start_on(&storage, "state", "warn")?;
     runtime.block_on(async {
         let wired = setup::wire(
             storage,

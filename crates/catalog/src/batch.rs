@@ -134,15 +134,14 @@ pub struct Batch {
     pub deletes: Vec<usize>,
 }
 
-/// One request of a batch as change detection remembers it.
+/// One request of a batch as change detection remembers it (whether it is a delete is in
+/// [`Batch::deletes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchItem {
     /// The retailer id.
     pub id: String,
     /// [`fingerprint`] of the request exactly as sent.
     pub fingerprint: u64,
-    /// Whether the request deletes the product.
-    pub delete: bool,
 }
 
 /// A stable 64-bit fingerprint of one request's JSON: the first 8 bytes of its SHA-256.
@@ -161,9 +160,11 @@ pub fn fingerprint(request_json: &str) -> u64 {
 /// What change detection knows of the products Meta holds; [`Batcher::with_known`] consults it
 /// so that a product whose request is unchanged is not sent again. `sync` keeps it between runs.
 pub trait KnownProducts: Send {
-    /// A row named product `id` (valid or not): a full snapshot still holds it.
+    /// A rejected row named product `id`: a full snapshot still holds it.
     fn saw(&mut self, id: &str);
-    /// Whether product `id`'s last request as sent had this fingerprint and needs no resend.
+    /// A valid row names product `id`, so a full snapshot still holds it: whether its last
+    /// request as sent had this fingerprint and needs no resend. One call a row, so that the
+    /// implementation looks the product up once.
     fn unchanged(&mut self, id: &str, fingerprint: u64) -> bool;
 }
 
@@ -363,16 +364,14 @@ impl Batcher {
         let fingerprint = self.fingerprint_of_scratch();
 
         let earlier = self.seen.insert(key, row.pack());
-        if earlier.is_none() {
-            // A repeated id is never skipped: its earlier row may have gone out already, and
-            // the last row must win.
-            if let Some(known) = self.known.as_mut() {
-                known.saw(id);
-                if known.unchanged(id, fingerprint) {
-                    pushed.unchanged = true;
-                    return Ok(pushed);
-                }
-            }
+        // A repeated id is never skipped: its earlier row may have gone out already, and the
+        // last row must win.
+        if earlier.is_none()
+            && let Some(known) = self.known.as_mut()
+            && known.unchanged(id, fingerprint)
+        {
+            pushed.unchanged = true;
+            return Ok(pushed);
         }
         if let Some(earlier) = earlier {
             let earlier = RowRef::unpack(earlier);
@@ -480,7 +479,6 @@ impl Batcher {
                         .unwrap_or_default()
                         .to_owned(),
                     fingerprint: slot.fingerprint,
-                    delete: slot.delete,
                 });
             }
             id_start = id_end;

@@ -170,6 +170,7 @@ async fn seed(store: &dyn ObjectStore, client: &GraphClient, synced: &str) {
                     sent_at,
                     lines: vec![2],
                     stuck_alerted: false,
+                    landed_at: None,
                 };
                 store
                     .put(

@@ -37,8 +37,8 @@ impl EventSummary {
     }
 }
 
-/// Seconds from a file's run start (moments after it landed) to its last batch's verdict: one
-/// value per completed file, each on its own line.
+/// Seconds from a file's landing to its last batch's verdict: one value per completed file,
+/// each on its own line.
 pub const FILE_TO_VERDICT: &str = "FileToVerdictSeconds";
 
 impl PollSummary {

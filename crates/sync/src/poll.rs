@@ -5,7 +5,7 @@
 //! only then is `pending/<handle>.json` deleted, so a crash in between leaves the handle pending
 //! (checked again next run), never lost.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -397,8 +397,10 @@ impl Poller {
         }
     }
 
-    /// Seconds from each completed file's run start to now, for the files whose last pending
+    /// Seconds from each completed file's landing to now, for the files whose last pending
     /// batch ended in this run and whose sending is over (no checkpoint under `progress/`).
+    /// A file landed when its pending records say; records written before they said so fall
+    /// back on the start of the file's run (the time in its run id, moments after it landed).
     /// A run that left records unread cannot tell which files are complete, so it says nothing.
     async fn files_completed(
         &self,
@@ -409,14 +411,27 @@ impl Poller {
         if backlog.unread {
             return Vec::new();
         }
-        let runs: BTreeSet<&str> = verdicts
-            .iter()
-            .map(|verdict| verdict.record.run_id.as_str())
-            .filter(|run| !backlog.runs_left.contains(*run))
-            .collect();
+        // Per completed run, the earliest landing time its records name, if any.
+        let mut runs: BTreeMap<&str, Option<OffsetDateTime>> = BTreeMap::new();
+        for verdict in verdicts {
+            let run = verdict.record.run_id.as_str();
+            if backlog.runs_left.contains(run) {
+                continue;
+            }
+            let landed = verdict
+                .record
+                .landed_at
+                .as_deref()
+                .and_then(|at| OffsetDateTime::parse(at, &Rfc3339).ok());
+            let earliest = runs.entry(run).or_default();
+            *earliest = match (*earliest, landed) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         let mut seconds = Vec::new();
-        for run in runs {
-            let Some(started) = keys::run_started_at(run) else {
+        for (run, landed) in runs {
+            let Some(started) = landed.or_else(|| keys::run_started_at(run)) else {
                 continue;
             };
             let synced = &self.settings.layout.synced_bucket;
@@ -552,6 +567,7 @@ impl Poller {
                         .unwrap_or_default(),
                     lines: Vec::new(),
                     stuck_alerted: false,
+                    landed_at: None,
                 }))
             }
         }
@@ -610,20 +626,12 @@ impl Poller {
         // The sync function folds this note into its record of what Meta holds, so that the
         // products Meta refused are sent again; it is written first, like the verdict, so a
         // crash leaves the handle pending rather than the note missing.
-        let note_key =
-            crate::state::verdict_key(&checked.pending.catalog_id, &checked.pending.handle);
-        let note_json = serde_json::to_vec(&note).unwrap_or_default();
-        if let Err(error) = self
-            .services
-            .store
-            .put(
-                synced,
-                &note_key,
-                Payload::from(note_json),
-                "application/json",
-            )
-            .await
-        {
+        let notes = crate::state::StateStore::new(
+            self.services.store.as_ref(),
+            synced,
+            &checked.pending.catalog_id,
+        );
+        if let Err(error) = notes.leave_verdict(&checked.pending.handle, &note).await {
             warn!(handle = checked.pending.handle, %error, "could not store a verdict note; the handle stays pending");
             return Outcome::StoreFailed;
         }

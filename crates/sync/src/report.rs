@@ -368,4 +368,8 @@ pub struct PendingRecord {
     /// Whether a stuck alert was already sent for this handle.
     #[serde(default)]
     pub stuck_alerted: bool,
+    /// RFC 3339 time the source file landed (its last modification when the run claimed it),
+    /// for the landing-to-verdict metric; absent in records written before it was kept.
+    #[serde(default)]
+    pub landed_at: Option<String>,
 }

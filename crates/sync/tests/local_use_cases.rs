@@ -700,7 +700,7 @@ async fn a_damaged_state_is_started_over_with_a_warning() {
     let state_file = local
         .root()
         .join(SYNCED_BUCKET)
-        .join(sync::state::state_key(DEFAULT_CATALOG_ID));
+        .join(sync::keys::state_key(DEFAULT_CATALOG_ID));
     let mut bytes = std::fs::read(&state_file).expect("state written");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;

@@ -279,6 +279,7 @@ impl World {
             sent_at: sent_at.format(&Rfc3339).unwrap(),
             lines: (0..products.len()).map(csv_line).collect(),
             stuck_alerted: false,
+            landed_at: None,
         };
         self.moto
             .put_object(
@@ -868,6 +869,25 @@ async fn a_refused_token_is_alerted_once_per_run_whatever_the_number_of_handles(
             .unwrap()
             .contains("system-user token")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_to_a_verdict_counts_from_the_landing_the_records_name() {
+    let world = World::new().await;
+    let minutes = |m: i64| world.now - time::Duration::minutes(m);
+    // The file landed 25 minutes ago and waited 15 for its run, which started 10 minutes ago;
+    // its two batches name the landing (one record in its old form, without it).
+    let run = keys::new_run_id(minutes(10));
+    for (id, landed) in [("l1", Some(minutes(25))), ("l2", None)] {
+        let mut sent = world
+            .send("data/l.csv", &[product(id)], Duration::ZERO)
+            .await;
+        sent.landed_at = landed.map(|at| at.format(&Rfc3339).unwrap());
+        world.in_run(sent, &run).await;
+    }
+    let summary = world.poller(2).run(None).await.unwrap();
+    assert_eq!(summary.finished, 2);
+    assert_eq!(summary.file_verdict_secs, [1500]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,7 @@ async fn scheduled_and_bare_events_return_the_run_summary() {
             sent_at: now.format(&Rfc3339).unwrap(),
             lines: (0..products.len() as u64).map(|i| i + 2).collect(),
             stuck_alerted: false,
+            landed_at: None,
         };
         moto.put_object(
             &synced,

@@ -6,16 +6,16 @@
 //! The state is shared by the parsing thread (lookups and marks) and the sender (what Meta
 //! took) behind one mutex; neither holds it for longer than one row or one call.
 
-use std::collections::HashSet;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use catalog::{BatchItem, KnownProducts};
+use catalog::{Batch, KnownProducts};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::Run;
 use crate::config::ChangeSettings;
-use crate::ports::{Services, StoreError};
+use crate::ports::{ObjectStore, Services, StoreError};
 use crate::progress::Checkpoint;
 use crate::state::{ProductState, SentBatch, StateStore};
 
@@ -94,6 +94,10 @@ pub(crate) struct Changes {
     now: i64,
     /// Set for a full snapshot.
     snapshot: Option<SnapshotRun>,
+    /// Where the state is stored: the store, the synced bucket and the catalog.
+    objects: Arc<dyn ObjectStore>,
+    bucket: String,
+    catalog_id: String,
 }
 
 /// A full snapshot's run: whether its marks can be trusted and whether deletes were released.
@@ -153,6 +157,9 @@ impl Changes {
                 settings,
                 now: services.clock.now().unix_timestamp(),
                 snapshot,
+                objects: Arc::clone(&services.store),
+                bucket: synced_bucket.to_owned(),
+                catalog_id: catalog_id.to_owned(),
             },
             folded: loaded.folded,
             unusable: loaded.unusable,
@@ -209,19 +216,20 @@ impl Changes {
         }
     }
 
-    /// Records what Meta took in one call: `items` in `batch`, except the refused ones (all of
-    /// them with `all_refused`), which are remembered as refused and sent again next time.
+    /// Records what Meta took in one call, the requests at `positions` of `batch`, sent as
+    /// `sent`: those `refused` names are remembered as refused and sent again next time.
     pub(crate) fn record(
         &self,
-        items: &[BatchItem],
-        refused: &HashSet<&str>,
-        all_refused: bool,
-        batch: &SentBatch,
+        batch: &Batch,
+        positions: Range<usize>,
+        refused: impl Fn(&str) -> bool,
+        sent: &SentBatch,
     ) {
+        let items = batch.items.get(positions.clone()).unwrap_or_default();
         let mut state = lock(&self.state);
-        for item in items {
-            let was_refused = all_refused || refused.contains(item.id.as_str());
-            state.record_sent(&item.id, item.fingerprint, item.delete, was_refused, batch);
+        for (item, position) in items.iter().zip(positions) {
+            let delete = batch.is_delete_at(position);
+            state.record_sent(&item.id, item.fingerprint, delete, refused(&item.id), sent);
         }
     }
 
@@ -230,13 +238,10 @@ impl Changes {
     /// A failed save is logged and returned: the products are simply sent again next time.
     pub(crate) async fn save(
         &self,
-        services: &Services,
-        synced_bucket: &str,
         folded: &[String],
         deferred_at: Option<u32>,
     ) -> Result<(), StoreError> {
-        let catalog_id = services.catalog.catalog_id();
-        let store = StateStore::new(services.store.as_ref(), synced_bucket, catalog_id);
+        let store = self.store();
         // Written to a temporary file under the lock (nothing else uses the state once the
         // file is read), so a large state is never copied.
         let written = {
@@ -261,21 +266,15 @@ impl Changes {
     }
 
     /// Forgets the release of this snapshot's deletes once they went out.
-    pub(crate) async fn forget_release(
-        &self,
-        services: &Services,
-        synced_bucket: &str,
-        landing_key: &str,
-    ) {
+    pub(crate) async fn forget_release(&self, landing_key: &str) {
         if self.released() {
-            StateStore::new(
-                services.store.as_ref(),
-                synced_bucket,
-                services.catalog.catalog_id(),
-            )
-            .forget_release(landing_key)
-            .await;
+            self.store().forget_release(landing_key).await;
         }
+    }
+
+    /// The state's place in the store.
+    pub(crate) fn store(&self) -> StateStore<'_> {
+        StateStore::new(self.objects.as_ref(), &self.bucket, &self.catalog_id)
     }
 }
 
@@ -292,11 +291,12 @@ impl KnownProducts for Known {
     }
 
     fn unchanged(&mut self, id: &str, fingerprint: u64) -> bool {
-        lock(&self.changes.state).is_unchanged(
+        lock(&self.changes.state).check_row(
             id,
             fingerprint,
             self.changes.now,
             self.changes.settings.resend_after,
+            self.changes.snapshot.is_some(),
         )
     }
 }

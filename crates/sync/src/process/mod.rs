@@ -274,26 +274,33 @@ impl FileProcessor {
         self.save_changes(&loaded, &mut ended).await;
         let held = ended.parsed.held_deletes.clone();
         let outcome = self.route(&run, ended).await?;
-        if let FileOutcome::Archived { report_key, .. } | FileOutcome::Rejected { report_key, .. } =
-            &outcome
-        {
-            let archived = matches!(outcome, FileOutcome::Archived { .. });
-            match held {
-                Some(held) => {
-                    self.alert_deletes_held(&run, held, report_key, archived)
-                        .await;
-                }
-                None if !archived => {}
-                None => {
-                    let synced = &self.settings.layout.synced_bucket;
-                    loaded
-                        .changes
-                        .forget_release(&self.services, synced, run.key)
-                        .await;
-                }
-            }
-        }
+        self.end_snapshot(&run, &loaded.changes, held, &outcome)
+            .await;
         Ok(outcome)
+    }
+
+    /// After a finished run: a `deletes_held` alert for deletes held back, or, when a
+    /// released snapshot was archived, the release is used up.
+    async fn end_snapshot(
+        &self,
+        run: &Run<'_>,
+        changes: &changes::Changes,
+        held: Option<HeldDeletes>,
+        outcome: &FileOutcome,
+    ) {
+        let (report_key, archived) = match outcome {
+            FileOutcome::Archived { report_key, .. } => (report_key, true),
+            FileOutcome::Rejected { report_key, .. } => (report_key, false),
+            _ => return,
+        };
+        match held {
+            Some(held) => {
+                self.alert_deletes_held(run, held, report_key, archived)
+                    .await;
+            }
+            None if archived => changes.forget_release(run.key).await,
+            None => {}
+        }
     }
 
     /// Loads the catalog's state for the run (a state that cannot be used is started over,
@@ -315,12 +322,7 @@ impl FileProcessor {
         .await
         .map_err(|error| ProcessError::store(scope.at(run.bucket, run.key), error))?;
         if let Some(why) = &loaded.unusable {
-            let state_at = crate::state::StateStore::new(
-                self.services.store.as_ref(),
-                scope.synced(),
-                self.services.catalog.catalog_id(),
-            )
-            .location();
+            let state_at = loaded.changes.store().location();
             let alert =
                 crate::alert::wording::state_reset(&state_at, why, &scope.at(run.bucket, run.key));
             scope.publish(alert).await;
@@ -331,19 +333,13 @@ impl FileProcessor {
     /// Saves the state at the end of the invocation; a run that goes on later keeps its
     /// snapshot marks. A failed save is a warning in the report: those products go again.
     async fn save_changes(&self, loaded: &changes::Loaded, ended: &mut Ended) {
-        let read_broke = ended
-            .parsed
-            .file_error
-            .as_ref()
-            .is_some_and(FileError::is_read_failure);
-        let goes_on = ended.stop.is_some() || ended.parsed.internal_error.is_some() || read_broke;
+        // A run that is not finished by `route` (deferred, failed, or a broken download) is
+        // continued from its checkpoint, with its marks.
+        let goes_on = ended.stop.is_some()
+            || ended.parsed.internal_error.is_some()
+            || ended.parsed.read_broke();
         let deferred_at = goes_on.then_some(ended.checkpoint.batches_done);
-        let synced = &self.settings.layout.synced_bucket;
-        if let Err(error) = loaded
-            .changes
-            .save(&self.services, synced, &loaded.folded, deferred_at)
-            .await
-        {
+        if let Err(error) = loaded.changes.save(&loaded.folded, deferred_at).await {
             ended.parsed.warnings.push(format!(
                 "the record of what Meta holds could not be saved ({error}); the products of this file are sent again next time"
             ));
@@ -463,11 +459,7 @@ impl FileProcessor {
             scope.release(ended.checkpoint).await;
             return Err(ProcessError::internal(scope.at(bucket, key), message));
         }
-        let read_broke = ended
-            .parsed
-            .file_error
-            .as_ref()
-            .is_some_and(FileError::is_read_failure);
+        let read_broke = ended.parsed.read_broke();
         match ended.stop {
             Some(Stop::Store(error)) => {
                 scope.release(ended.checkpoint).await;

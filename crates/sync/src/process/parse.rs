@@ -105,6 +105,14 @@ pub(crate) struct Parsed {
 }
 
 impl Parsed {
+    /// The download broke part-way (not the file): the next attempt resumes after the last
+    /// batch.
+    pub(super) fn read_broke(&self) -> bool {
+        self.file_error
+            .as_ref()
+            .is_some_and(FileError::is_read_failure)
+    }
+
     /// What a run knows before reading on: the counts and warnings of its checkpoint.
     pub(super) fn nothing(spool: RowSpool, checkpoint: &Checkpoint) -> Self {
         Parsed {

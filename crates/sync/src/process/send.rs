@@ -223,7 +223,6 @@ impl FileProcessor {
         for (index, chunk) in chunks.into_iter().enumerate() {
             let positions = offset..offset + chunk.item_count;
             let rows = batch.rows.get(positions.clone()).unwrap_or_default();
-            let items = batch.items.get(positions.clone()).unwrap_or_default();
             offset += chunk.item_count;
             let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
             let part = split.then_some(index + 1);
@@ -237,7 +236,8 @@ impl FileProcessor {
                 .put(synced, &batch_key, Payload::from(body), "application/json")
                 .await
                 .map_err(Stop::Store)?;
-            let sent_at = self.scope().now_rfc3339();
+            let now = self.services.clock.now();
+            let sent_at = crate::progress::format_time(now);
             for handle in &chunk.response.handles {
                 let record = PendingRecord {
                     catalog_id: self.services.catalog.catalog_id().to_owned(),
@@ -251,6 +251,7 @@ impl FileProcessor {
                     sent_at: sent_at.clone(),
                     lines: lines.clone(),
                     stuck_alerted: false,
+                    landed_at: run.info.last_modified.map(crate::progress::format_time),
                 };
                 let json = serde_json::to_vec(&record).unwrap_or_default();
                 self.services
@@ -271,17 +272,18 @@ impl FileProcessor {
             sent.refused += refused.count;
             {
                 // Products Meta refused at once are remembered as refused: sent again next time.
-                let all_refused = chunk.response.handles.is_empty();
-                let refused_ids: HashSet<&str> = refused
-                    .samples
-                    .iter()
-                    .filter_map(|(id, _)| id.as_deref())
-                    .collect();
+                let took_none = chunk.response.handles.is_empty();
+                let refused_ids: HashSet<&str> = refused.ids().collect();
                 let sent_batch = SentBatch {
                     key: batch_key.clone(),
-                    sent_at: self.services.clock.now().unix_timestamp(),
+                    sent_at: now.unix_timestamp(),
                 };
-                changes.record(items, &refused_ids, all_refused, &sent_batch);
+                changes.record(
+                    batch,
+                    positions.clone(),
+                    |id| took_none || refused_ids.contains(id),
+                    &sent_batch,
+                );
             }
             let request_lines = (!refused.samples.is_empty())
                 .then(|| RequestLines::new(chunk.requests_json.as_bytes(), lines.clone()));
@@ -343,9 +345,7 @@ fn deletes_taken(
         return 0;
     }
     let refused_deletes = refused
-        .samples
-        .iter()
-        .filter_map(|(id, _)| id.as_deref())
+        .ids()
         .filter_map(|id| request_lines.and_then(|lines| lines.index_of_id(id)))
         .filter(|index| batch.is_delete_at(positions.start + index))
         .count() as u64;
@@ -360,6 +360,13 @@ pub(crate) struct Refusals {
     pub(crate) count: u64,
     /// `(retailer id, reasons)`; `None` stands for the products of a call Meta took nothing of.
     pub(crate) samples: Vec<(Option<String>, String)>,
+}
+
+impl Refusals {
+    /// The ids of the products Meta named as refused.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
+        self.samples.iter().filter_map(|(id, _)| id.as_deref())
+    }
 }
 
 /// Reads an `items_batch` answer: products named in `validation_status` with errors were refused

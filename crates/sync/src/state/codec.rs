@@ -180,9 +180,7 @@ pub(super) fn decode(input: impl Read, catalog_id: &str) -> Result<ProductState,
         if u64::from(packed.batch()) >= batches {
             return Err(corrupt("an entry names a batch the state does not hold"));
         }
-        if super::Standing::from_code((packed.0 & super::STANDING_MASK) >> super::STANDING_SHIFT)
-            .is_none()
-        {
+        if packed.known_standing().is_none() {
             return Err(corrupt("an entry has an unknown standing"));
         }
         state.push_entry(text, u64::from_le_bytes(fingerprint), packed);

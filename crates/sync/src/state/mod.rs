@@ -14,15 +14,13 @@
 mod codec;
 mod storage;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
 
 pub use self::codec::{DecodeError, FORMAT_VERSION};
-pub use self::storage::{
-    LoadedState, StateStore, VerdictNote, state_key, verdict_key, verdicts_prefix,
-};
+pub use self::storage::{LoadedState, StateStore, VerdictNote};
 
 /// Default `RESEND_AFTER`: a product unchanged this long is sent anyway, so that an edit made
 /// by hand in Commerce Manager is corrected within a week.
@@ -105,7 +103,12 @@ impl Packed {
     }
 
     fn standing(self) -> Standing {
-        Standing::from_code((self.0 & STANDING_MASK) >> STANDING_SHIFT).unwrap_or(Standing::Refused)
+        self.known_standing().unwrap_or(Standing::Refused)
+    }
+
+    /// The standing, or `None` for a code no version wrote (a damaged state).
+    fn known_standing(self) -> Option<Standing> {
+        Standing::from_code((self.0 & STANDING_MASK) >> STANDING_SHIFT)
     }
 
     fn seen(self) -> bool {
@@ -300,18 +303,43 @@ impl ProductState {
         now: i64,
         resend_after: Duration,
     ) -> bool {
+        self.find_sorted(id)
+            .is_some_and(|index| self.unchanged_at(index, fingerprint, now, resend_after))
+    }
+
+    /// [`ProductState::is_unchanged`] for a row of the file being read, with one lookup: with
+    /// `mark`, the product is also marked as held by the snapshot being read.
+    pub fn check_row(
+        &mut self,
+        id: &str,
+        fingerprint: u64,
+        now: i64,
+        resend_after: Duration,
+        mark: bool,
+    ) -> bool {
         let Some(index) = self.find_sorted(id) else {
             return false;
         };
-        let packed = self.packed[index];
-        if self.fingerprints[index] != fingerprint {
-            return false;
+        if mark {
+            self.packed[index] = self.packed[index].with_seen(true);
         }
+        self.unchanged_at(index, fingerprint, now, resend_after)
+    }
+
+    fn unchanged_at(
+        &self,
+        index: usize,
+        fingerprint: u64,
+        now: i64,
+        resend_after: Duration,
+    ) -> bool {
+        let packed = self.packed[index];
         let fresh = self.batch_of(packed).is_some_and(|batch| {
             let age = now.saturating_sub(batch.sent_at);
             u64::try_from(age).is_ok_and(|age| age < resend_after.as_secs())
         });
-        fresh
+        self.fingerprints[index] == fingerprint
+            && fresh
             && matches!(
                 packed.standing(),
                 Standing::Sent | Standing::Confirmed | Standing::Deleting
@@ -418,10 +446,12 @@ impl ProductState {
     /// Meta confirmed are forgotten, the rest are confirmed. A verdict only touches products
     /// whose last send was that batch, so an old verdict folded twice changes nothing.
     pub fn fold_verdicts(&mut self, verdicts: &[BatchVerdict]) -> usize {
-        let mut by_batch: HashMap<u32, &BatchVerdict> = HashMap::new();
+        // Per batch: whether it applied nothing reliable, and the ids Meta refused in it.
+        let mut by_batch: HashMap<u32, (bool, HashSet<&str>)> = HashMap::new();
         for verdict in verdicts {
             if let Some(&index) = self.batch_index.get(&verdict.batch_key) {
-                by_batch.insert(index, verdict);
+                let refused = verdict.refused_ids.iter().map(String::as_str).collect();
+                by_batch.insert(index, (!verdict.finished || !verdict.complete, refused));
             }
         }
         if by_batch.is_empty() {
@@ -430,12 +460,10 @@ impl ProductState {
         let mut changed = 0;
         for index in 0..self.len() {
             let packed = self.packed[index];
-            let Some(verdict) = by_batch.get(&packed.batch()) else {
+            let Some((all_refused, refused_ids)) = by_batch.get(&packed.batch()) else {
                 continue;
             };
-            let refused = !verdict.finished
-                || !verdict.complete
-                || verdict.refused_ids.iter().any(|id| id == self.id(index));
+            let refused = *all_refused || refused_ids.contains(self.id(index));
             let standing = match (packed.standing(), refused) {
                 (Standing::Forgotten, _) => Standing::Forgotten,
                 // A delete that did not apply leaves the product on Meta: the next snapshot

@@ -9,9 +9,8 @@ use tracing::{info, warn};
 
 use super::{BatchVerdict, ProductState, codec};
 use crate::keys;
+use crate::keys::{state_key, verdict_key, verdicts_prefix};
 use crate::ports::{ObjectStore, Payload, StoreError, StoreErrorKind};
-
-pub use crate::keys::{state_key, verdict_key, verdicts_prefix};
 
 /// What the poller leaves for the sync function once a batch ends:
 /// `state/<catalog>/verdicts/<handle>.json`.
@@ -188,6 +187,22 @@ impl<'a> StateStore<'a> {
     pub async fn save(&self, state: &ProductState, folded: &[String]) -> Result<(), StoreError> {
         let written = self.write_temp(state)?;
         self.upload(written, folded).await
+    }
+
+    /// Leaves the verdict of the batch behind `handle` for the next sync to fold in (the
+    /// poller's one write to the state's folder).
+    pub async fn leave_verdict(&self, handle: &str, note: &VerdictNote) -> Result<(), StoreError> {
+        let key = verdict_key(self.catalog_id, handle);
+        let json = serde_json::to_vec(note).map_err(|error| {
+            io_error(
+                "WriteVerdictNote",
+                self.store.location(self.bucket, &key),
+                error,
+            )
+        })?;
+        self.store
+            .put(self.bucket, &key, Payload::from(json), "application/json")
+            .await
     }
 
     /// Whether a person allowed the held deletes of the snapshot at `landing_key`.
