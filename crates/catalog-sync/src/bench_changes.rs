@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use graph::{BatchStatus, CatalogInfo, GraphError, ItemsBatchResponse, PartialSend, SentChunk};
+use graph::{
+    BatchStatus, CallCounts, CatalogInfo, GraphError, ItemsBatchResponse, PartialSend, SentChunk,
+};
 use serde::{Deserialize, Serialize};
 use sync::local::{ConsoleAlerts, LANDING_BUCKET, LocalStore, RescanQueue, SYNCED_BUCKET};
 use sync::ports::{CatalogApi, ObjectStore, Payload, SystemClock};
@@ -99,6 +101,13 @@ impl CatalogApi for CountingCatalog {
 
     async fn preflight(&self) -> Result<CatalogInfo, GraphError> {
         Err(not_asked())
+    }
+
+    fn call_counts(&self) -> CallCounts {
+        CallCounts {
+            calls: self.calls.load(Ordering::Relaxed),
+            ..CallCounts::default()
+        }
     }
 }
 

@@ -111,6 +111,8 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
         None
     };
     let processor = wired.processor();
+    // Sending and polling share one catalog adapter: the run's calls are all counted here.
+    let calls_before = processor.graph_calls();
     let mut last_poll: Option<Instant> = None;
     let mut poll_failed = false;
     loop {
@@ -181,6 +183,7 @@ async fn run_async(options: RunOptions) -> anyhow::Result<u8> {
     }
     write_catalog(&wired, &options.root);
     let pending = wired.pending_count().await.unwrap_or(0);
+    tally.graph_calls = processor.graph_calls().since(calls_before);
     println!("{}", summary_line(&tally, pending));
     if pending > 0 && !options.emulator {
         println!(
@@ -203,8 +206,18 @@ fn summary_line(tally: &EventSummary, pending: usize) -> String {
     } else {
         String::new()
     };
+    // Retries hide failed calls from every other count; say so when there were any.
+    let calls = &tally.graph_calls;
+    let failed_calls = if calls.failed > 0 {
+        format!(
+            "; {} of {} Graph API call(s) failed ({} throttled by Meta) and were retried or left for later",
+            calls.failed, calls.calls, calls.throttled
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict",
+        "run: {} file(s) archived, {} rejected, {} not sent (left in data/); {} products sent{}{}, {} rows rejected{refused}; {pending} batch(es) still waiting for a verdict{failed_calls}",
         tally.archived.len(),
         tally.rejected.len(),
         tally.failed.len(),
@@ -583,5 +596,19 @@ mod tests {
             "{line}"
         );
         assert!(line.starts_with("run: 1 file(s) archived, 0 rejected, 0 not sent"));
+        assert!(!line.contains("Graph API call"), "{line}");
+
+        tally.graph_calls = graph::CallCounts {
+            calls: 12,
+            failed: 3,
+            throttled: 2,
+        };
+        let line = summary_line(&tally, 0);
+        assert!(
+            line.ends_with(
+                "; 3 of 12 Graph API call(s) failed (2 throttled by Meta) and were retried or left for later"
+            ),
+            "{line}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::calls::{CallCounters, CallCounts};
 use crate::error::{GraphError, Scrubber};
 use crate::response;
 use crate::retry::{RetryPolicy, retry};
@@ -63,6 +64,7 @@ struct Inner {
     token: RwLock<AccessToken>,
     app_secret: Option<AppSecret>,
     last_usage: Mutex<Option<Usage>>,
+    calls: CallCounters,
 }
 
 impl fmt::Debug for GraphClient {
@@ -118,6 +120,7 @@ impl GraphClient {
                 token: RwLock::new(token),
                 app_secret: settings.app_secret,
                 last_usage: Mutex::new(None),
+                calls: CallCounters::default(),
             }),
         })
     }
@@ -141,10 +144,31 @@ impl GraphClient {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Every attempt this client (and its clones) made so far, and how many failed or were
+    /// throttled: read it before and after a piece of work and take [`CallCounts::since`].
+    pub fn call_counts(&self) -> CallCounts {
+        self.inner.calls.read()
+    }
+
+    /// Counts one attempt's outcome and hands it back.
+    fn counted<T>(&self, result: Result<T, GraphError>) -> Result<T, GraphError> {
+        self.inner.calls.record(&result);
+        result
+    }
+
     /// One attempt, no retry. POST `{base}/{version}/{catalog_id}/items_batch`, form-encoded:
     /// `item_type=PRODUCT_ITEM`, `allow_upsert=true`, `requests` = the JSON array text as given,
     /// plus `appsecret_proof` when configured.
     pub async fn items_batch(
+        &self,
+        catalog_id: &str,
+        requests_json: &str,
+    ) -> Result<ItemsBatchResponse, GraphError> {
+        let result = self.items_batch_uncounted(catalog_id, requests_json).await;
+        self.counted(result)
+    }
+
+    async fn items_batch_uncounted(
         &self,
         catalog_id: &str,
         requests_json: &str,
@@ -176,6 +200,7 @@ impl GraphClient {
         catalog_id: &str,
         handle: &str,
     ) -> Result<BatchStatus, GraphError> {
+        // Not a call: nothing is asked of Meta, so nothing is counted.
         if handle.trim().is_empty() {
             return Err(GraphError::InvalidRequest {
                 status: None,
@@ -183,6 +208,15 @@ impl GraphClient {
                 message: "the batch handle is empty; pass the handle items_batch returned".into(),
             });
         }
+        let result = self.batch_status_uncounted(catalog_id, handle).await;
+        self.counted(result)
+    }
+
+    async fn batch_status_uncounted(
+        &self,
+        catalog_id: &str,
+        handle: &str,
+    ) -> Result<BatchStatus, GraphError> {
         let url = self.url(catalog_id, Some("check_batch_request_status"))?;
         let token = self.token();
         let proof = self.proof(&token);
@@ -211,6 +245,11 @@ impl GraphClient {
     /// One attempt. GET `.../{catalog_id}?fields=id,name,product_count`: a preflight proving
     /// that the token works and can see the catalog.
     pub async fn catalog(&self, catalog_id: &str) -> Result<CatalogInfo, GraphError> {
+        let result = self.catalog_uncounted(catalog_id).await;
+        self.counted(result)
+    }
+
+    async fn catalog_uncounted(&self, catalog_id: &str) -> Result<CatalogInfo, GraphError> {
         let url = self.url(catalog_id, None)?;
         let token = self.token();
         let proof = self.proof(&token);

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+mod calls;
 mod client;
 mod error;
 pub mod response;
@@ -17,6 +18,7 @@ mod settings;
 mod types;
 mod usage;
 
+pub use calls::CallCounts;
 pub use client::{BATCH_STATUS_FIELDS, GraphClient, PartialSend, SentChunk};
 pub use error::{CodeHandling, CodeRule, ERROR_CODES, ErrorClass, GraphError, code_rule};
 pub use retry::RetryPolicy;

@@ -324,6 +324,45 @@ async fn throttled_with_retry_after_is_waited_out() {
 }
 
 #[tokio::test]
+async fn every_attempt_is_counted_with_its_failures_and_throttles() {
+    let (emu, client) = start().await;
+    let before = client.call_counts();
+    emu.push_fault(Fault::Throttle {
+        code: 80014,
+        regain_access_minutes: None,
+        retry_after_secs: Some(0),
+    });
+    emu.push_fault(Fault::ServerError { status: 503 });
+    let chunks = client
+        .send_batch(DEFAULT_CATALOG_ID, &batch(&["1"]), &quick_retry(), None)
+        .await
+        .unwrap();
+    let handle = chunks[0].response.handles[0].clone();
+    client
+        .check_batch_request_status(DEFAULT_CATALOG_ID, &handle)
+        .await
+        .unwrap();
+    // An empty handle is refused before anything is asked of Meta: not a call.
+    client
+        .check_batch_request_status(DEFAULT_CATALOG_ID, " ")
+        .await
+        .unwrap_err();
+    let counts = client.call_counts().since(before);
+    let answered = emu.requests().len() as u64;
+    assert_eq!(counts.calls, answered, "{counts:?}");
+    assert_eq!(
+        counts,
+        graph::CallCounts {
+            calls: 4,
+            failed: 2,
+            throttled: 1
+        }
+    );
+    // Clones share the tally: the function's adapter and the CLI read one client.
+    assert_eq!(client.clone().call_counts(), client.call_counts());
+}
+
+#[tokio::test]
 async fn token_invalid_and_expired() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await

@@ -7,6 +7,7 @@
 use aws_lambda_events::event::s3::S3Event;
 #[cfg(feature = "aws")]
 use aws_lambda_events::event::sqs::SqsEvent;
+use graph::CallCounts;
 use serde::Serialize;
 #[cfg(feature = "aws")]
 use tokio::time::Instant;
@@ -41,6 +42,9 @@ pub struct EventSummary {
     pub counts: Counts,
     /// Batches sent.
     pub batches: usize,
+    /// Calls made to Meta (every attempt, retries included), and how many failed or were
+    /// throttled: what the sender's retries hide from the counts above.
+    pub graph_calls: CallCounts,
 }
 
 /// At least one file of the event failed for good; the others were still handled.
@@ -110,6 +114,22 @@ impl Invocation {
 /// checkpoint, alerted, and retried a bounded number of times by the poller's sweep.
 #[cfg(feature = "aws")]
 pub async fn handle_invocation(
+    processor: &FileProcessor,
+    invocation: &Invocation,
+    deadline: Option<Instant>,
+) -> Result<EventSummary, EventError> {
+    let before = processor.graph_calls();
+    let mut result = handle_records(processor, invocation, deadline).await;
+    let calls = processor.graph_calls().since(before);
+    match &mut result {
+        Ok(summary) => summary.graph_calls = calls,
+        Err(error) => error.summary.graph_calls = calls,
+    }
+    result
+}
+
+#[cfg(feature = "aws")]
+async fn handle_records(
     processor: &FileProcessor,
     invocation: &Invocation,
     deadline: Option<Instant>,

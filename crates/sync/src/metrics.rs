@@ -4,7 +4,10 @@
 //! what they mean in reports and on the CLI: "rejected" is a row that broke the CSV rules
 //! (`Counts::rejected`, never sent); a product Meta refused when it was sent is "refused by
 //! Meta", its own metric. `ProductsSent` counts every product Meta took, deletes included;
-//! `ProductsDeleted` is the delete requests among them.
+//! `ProductsDeleted` is the delete requests among them. Both functions count their calls to
+//! Meta the same way: `GraphCallsFailed` is every attempt that failed, retried ones included,
+//! and `GraphCallsThrottled` the attempts among them Meta refused for its rate limits, which
+//! the other counts never show when a retry succeeded.
 
 use serde_json::{Map, Value, json};
 
@@ -23,7 +26,7 @@ fn count(items: usize) -> u64 {
 
 impl EventSummary {
     /// The sync-on-arrival function's figures for one invocation.
-    pub fn metrics(&self) -> [Metric; 8] {
+    pub fn metrics(&self) -> [Metric; 10] {
         [
             ("ProductsReceived", self.counts.rows_read),
             ("ProductsSent", self.counts.sent),
@@ -33,9 +36,17 @@ impl EventSummary {
             ("ProductsRefusedByMeta", self.counts.refused_by_meta),
             ("BatchesSent", count(self.batches)),
             ("FilesFailed", count(self.failed.len())),
+            (GRAPH_CALLS_FAILED, self.graph_calls.failed),
+            (GRAPH_CALLS_THROTTLED, self.graph_calls.throttled),
         ]
     }
 }
+
+/// Calls to Meta that failed, each attempt counted (both functions).
+pub const GRAPH_CALLS_FAILED: &str = "GraphCallsFailed";
+
+/// Calls to Meta refused for its rate limits, each attempt counted (both functions).
+pub const GRAPH_CALLS_THROTTLED: &str = "GraphCallsThrottled";
 
 /// Seconds from a file's landing to its last batch's verdict: one value per completed file,
 /// each on its own line.
@@ -43,7 +54,7 @@ pub const FILE_TO_VERDICT: &str = "FileToVerdictSeconds";
 
 impl PollSummary {
     /// The poll-batch-status function's figures for one run.
-    pub fn metrics(&self) -> [Metric; 9] {
+    pub fn metrics(&self) -> [Metric; 11] {
         [
             ("BatchesChecked", self.checked),
             ("BatchesFinished", self.finished),
@@ -54,6 +65,8 @@ impl PollSummary {
             ("ApiErrors", self.api_errors),
             ("PendingHandles", self.pending_left),
             ("OldestPendingSeconds", self.oldest_pending_secs),
+            (GRAPH_CALLS_FAILED, self.graph_calls.failed),
+            (GRAPH_CALLS_THROTTLED, self.graph_calls.throttled),
         ]
     }
 
@@ -207,15 +220,17 @@ mod tests {
         let line: Value = serde_json::from_str(&emf_line("poll", 0, &summary.metrics())).unwrap();
         assert_eq!(line["PendingHandles"], 2);
         assert_eq!(line["OldestPendingSeconds"], 600);
-        let units: Vec<&Value> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+        for definition in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap()
-            .iter()
-            .map(|definition| &definition["Unit"])
-            .collect();
-        assert_eq!(units[..7], [&json!("Count"); 7]);
-        assert_eq!(units[7], "Count");
-        assert_eq!(units[8], "Seconds");
+        {
+            let expected = if definition["Name"] == "OldestPendingSeconds" {
+                "Seconds"
+            } else {
+                "Count"
+            };
+            assert_eq!(definition["Unit"], expected, "{definition}");
+        }
         let files: Vec<Metric> = summary.file_metrics().collect();
         assert_eq!(files, [(FILE_TO_VERDICT, 90), (FILE_TO_VERDICT, 3600)]);
         let file_line: Value = serde_json::from_str(&emf_line("poll", 0, &files[..1])).unwrap();
@@ -224,6 +239,28 @@ mod tests {
             file_line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
             "Seconds"
         );
+    }
+
+    #[test]
+    fn both_functions_report_the_calls_meta_failed_or_throttled() {
+        let calls = graph::CallCounts {
+            calls: 9,
+            failed: 3,
+            throttled: 2,
+        };
+        let sync = EventSummary {
+            graph_calls: calls,
+            ..EventSummary::default()
+        };
+        let poll = PollSummary {
+            graph_calls: calls,
+            ..PollSummary::default()
+        };
+        for metrics in [&sync.metrics()[..], &poll.metrics()[..]] {
+            let line: Value = serde_json::from_str(&emf_line("f", 0, metrics)).unwrap();
+            assert_eq!(line[GRAPH_CALLS_FAILED], 3);
+            assert_eq!(line[GRAPH_CALLS_THROTTLED], 2);
+        }
     }
 
     #[test]

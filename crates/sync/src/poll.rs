@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use catalog::RequestLines;
 use futures::stream::{self, StreamExt};
-use graph::{BatchState, BatchStatus, ErrorClass, GraphError, ItemProblem};
+use graph::{BatchState, BatchStatus, CallCounts, ErrorClass, GraphError, ItemProblem};
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -98,11 +98,15 @@ pub struct PollSummary {
     /// Age in seconds of the oldest of those, by its `sent_at` (0 when none is left or known).
     #[serde(default)]
     pub oldest_pending_secs: u64,
-    /// For each file whose last batch got its verdict in this run: seconds from the start of
-    /// the file's run (the time in its run id, when the file was first picked up, seconds after
-    /// it landed) to that verdict.
+    /// For each file whose last batch got its verdict in this run: seconds from the file's
+    /// landing (as its pending records say; the start of its run for older records) to that
+    /// verdict.
     #[serde(default)]
     pub file_verdict_secs: Vec<u64>,
+    /// Calls made to Meta in this run (every attempt, retries included), and how many failed
+    /// or were throttled.
+    #[serde(default)]
+    pub graph_calls: CallCounts,
 }
 
 /// A poll run that failed as a whole.
@@ -259,6 +263,7 @@ impl Poller {
     /// Checks every pending handle (oldest first) before `deadline`, records final verdicts,
     /// and publishes at most one alert per kind.
     pub async fn run(&self, deadline: Option<Instant>) -> Result<PollSummary, PollError> {
+        let calls_before = self.services.catalog.call_counts();
         let synced = &self.settings.layout.synced_bucket;
         let mut objects: Vec<ObjectInfo> =
             ports::list_all(self.services.store.as_ref(), synced, PENDING_PREFIX)
@@ -369,6 +374,7 @@ impl Poller {
                 None => warn!("the sweep of the landing folder was cut short by the deadline"),
             }
         }
+        summary.graph_calls = self.services.catalog.call_counts().since(calls_before);
         info!(
             pending_found = summary.pending_found,
             checked = summary.checked,
@@ -385,6 +391,8 @@ impl Poller {
             store_errors = summary.store_errors,
             stopped_early = summary.stopped_early.as_deref().unwrap_or(""),
             alerts_sent = summary.alerts_sent,
+            graph_calls = summary.graph_calls.calls,
+            graph_calls_throttled = summary.graph_calls.throttled,
             "poll finished"
         );
         if failures.is_empty() {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use graph::{AccessToken, BatchStatus, CatalogInfo, GraphError, PartialSend, SentChunk};
+use graph::{
+    AccessToken, BatchStatus, CallCounts, CatalogInfo, GraphError, PartialSend, SentChunk,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -207,6 +209,9 @@ pub trait CatalogApi: Send + Sync {
     ) -> Result<BatchStatus, GraphError>;
     /// Proves the token and catalog.
     async fn preflight(&self) -> Result<CatalogInfo, GraphError>;
+    /// Every call made to Meta so far (each attempt, retries included) and how many failed or
+    /// were throttled; a use case reads it before and after its work, for its metrics.
+    fn call_counts(&self) -> CallCounts;
 }
 
 /// What an alert is about; subscribers filter on it (SNS message attribute `kind`).

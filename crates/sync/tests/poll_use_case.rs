@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use graph::{
-    AccessToken, BatchStatus, CatalogInfo, GraphClient, GraphError, GraphSettings, PartialSend,
-    RetryPolicy, SentChunk,
+    AccessToken, BatchStatus, CallCounts, CatalogInfo, GraphClient, GraphError, GraphSettings,
+    PartialSend, RetryPolicy, SentChunk,
 };
 use graph_emulator::{
     BatchOutcome, DEFAULT_CATALOG_ID, DEFAULT_TOKEN, EmulatorConfig, Endpoint, Fault,
@@ -109,6 +109,10 @@ impl CatalogApi for CountingCatalog {
 
     async fn preflight(&self) -> Result<CatalogInfo, GraphError> {
         self.inner.preflight().await
+    }
+
+    fn call_counts(&self) -> CallCounts {
+        self.inner.call_counts()
     }
 }
 
@@ -816,6 +820,16 @@ async fn throttling_stops_the_run_and_checks_resume_next_run() {
         1,
         "no check after the stop"
     );
+    // Meta's 30-minute wait is not slept through: one call, throttled, in the run's metrics.
+    assert_eq!(
+        summary.graph_calls,
+        CallCounts {
+            calls: 1,
+            failed: 1,
+            throttled: 1
+        }
+    );
+    assert!(summary.metrics().contains(&("GraphCallsThrottled", 1)));
     assert_eq!(world.pending_keys().await.len(), 6);
     let (envelope, document) = world.one_delivered().await;
     let subject = envelope.subject.clone().unwrap();
@@ -832,6 +846,15 @@ async fn throttling_stops_the_run_and_checks_resume_next_run() {
     let next = world.poller(1).run(None).await.unwrap();
     assert_eq!(next.finished, 6);
     assert_eq!(next.stopped_early, None);
+    // Each run counts its own calls only.
+    assert_eq!(
+        next.graph_calls,
+        CallCounts {
+            calls: 6,
+            failed: 0,
+            throttled: 0
+        }
+    );
     assert!(world.pending_keys().await.is_empty());
 }
 

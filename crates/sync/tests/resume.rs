@@ -185,6 +185,23 @@ async fn a_file_needing_three_invocations_is_sent_once_and_archived_once() {
     let event = h.land("data/big.csv", csv).await;
     let first = h.invoke(event, Some(Duration::from_secs(60))).await;
     assert_eq!(first.deferred, ["data/big.csv"], "{first:?}");
+    // The throttled call shows in the invocation's metrics though no file failed.
+    assert_eq!(
+        first.graph_calls,
+        graph::CallCounts {
+            calls: 3,
+            failed: 1,
+            throttled: 1
+        },
+        "{first:?}"
+    );
+    assert_eq!(
+        first
+            .metrics()
+            .iter()
+            .find(|(name, _)| *name == "GraphCallsThrottled"),
+        Some(&("GraphCallsThrottled", 1))
+    );
     let checkpoint = h.checkpoint().await;
     assert_eq!(checkpoint["batches_done"], 2);
     assert_eq!(checkpoint["state"], "waiting");

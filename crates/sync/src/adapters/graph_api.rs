@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use graph::{
-    AccessToken, BatchStatus, CatalogInfo, ErrorClass, GraphClient, GraphError, PartialSend,
-    RetryPolicy, SentChunk,
+    AccessToken, BatchStatus, CallCounts, CatalogInfo, ErrorClass, GraphClient, GraphError,
+    PartialSend, RetryPolicy, SentChunk,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -146,5 +146,9 @@ impl CatalogApi for GraphCatalog {
     async fn preflight(&self) -> Result<CatalogInfo, GraphError> {
         self.with_fresh_token(|| self.client.catalog(&self.catalog_id))
             .await
+    }
+
+    fn call_counts(&self) -> CallCounts {
+        self.client.call_counts()
     }
 }

@@ -245,6 +245,11 @@ impl FileProcessor {
         &self.settings.layout
     }
 
+    /// The calls made to Meta so far through this processor's catalog adapter.
+    pub fn graph_calls(&self) -> graph::CallCounts {
+        self.services.catalog.call_counts()
+    }
+
     /// Processes `key` in `bucket` before `deadline`, resuming an unfinished run of it:
     /// claim, open, send, then route the result to its end.
     pub async fn process(
