@@ -397,6 +397,10 @@ async fn clean_batches_are_recorded_under_checked_and_raise_no_alert() {
             pending_found: 2,
             checked: 2,
             finished: 2,
+            graph_calls: CallCounts {
+                calls: 2,
+                ..CallCounts::default()
+            },
             ..PollSummary::default()
         }
     );
