@@ -3,12 +3,29 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check sam-local fresh-clone
+.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check sam-local fresh-clone clean-start
 
 ## Every check CI runs: formatting, lints, all tests (tools are installed on first use), and
 ## last the README's two commands in a fresh clone.
-test: fmt-check clippy tools deny unit template-check memory-check sam-local fresh-clone
+test: clean-start fmt-check clippy tools deny unit template-check memory-check sam-local fresh-clone
 	@echo "make test: all checks passed"
+
+# One id per `make` invocation, so the note below is read only by the run that wrote it.
+RUN_ID := $(shell date +%s%N)
+CLEAN_START_NOTE := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/make-test/clean-start
+
+## First step of `make test`: notes the commit when the run starts from a clean checkout
+## (nothing modified, nothing untracked). Such a run tests exactly what a fresh clone holds,
+## so the fresh-clone step need not run `make test` a second time (infra/fresh-clone-check.sh).
+clean-start:
+	@mkdir -p "$(dir $(CLEAN_START_NOTE))"; rm -f "$(CLEAN_START_NOTE)"
+	@if [ -z "$$(git status --porcelain --untracked-files=all 2>/dev/null)" ] && \
+	  head="$$(git rev-parse HEAD 2>/dev/null)"; then \
+	  echo "$$head $(RUN_ID)" > "$(CLEAN_START_NOTE)"; \
+	  echo "clean-start: a clean checkout of $$head"; \
+	else \
+	  echo "clean-start: the working tree differs from HEAD (or is not a git checkout)"; \
+	fi
 
 lint: fmt-check clippy
 
@@ -52,7 +69,7 @@ fresh-clone:
 ifeq ($(CATALOG_SYNC_NESTED),1)
 	@echo "fresh-clone: skipped inside the fresh clone itself"
 else
-	bash infra/fresh-clone-check.sh
+	MAKE_TEST_RUN=$(RUN_ID) MAKE_TEST_CLEAN_START="$(CLEAN_START_NOTE)" bash infra/fresh-clone-check.sh
 endif
 
 ## Figures, never pass/fail: criterion throughput of the catalog pipeline.
