@@ -3,31 +3,21 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check sam-local fresh-clone clean-start
+.PHONY: test lint fmt-check clippy unit tools template-check bench memory-check sam-local fresh-clone
 
 ## Every check CI runs: formatting, lints, all tests (tools are installed on first use), and
 ## last the README's two commands in a fresh clone.
-test: clean-start fmt-check clippy tools deny unit template-check memory-check sam-local fresh-clone
+test: fmt-check clippy tools deny unit template-check memory-check sam-local fresh-clone
 	@echo "make test: all checks passed"
 
-# One id per `make` invocation, so the note below is read only by the run that wrote it, and
-# only when that run is `make test` (the default goal): `make clean-start fresh-clone` proves
-# nothing, and must not skip the nested run.
-RUN_ID := $(if $(filter test,$(or $(MAKECMDGOALS),test)),$(shell date +%s%N))
-CLEAN_START_NOTE := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/make-test/clean-start
-
-## First step of `make test`: notes the commit when the run starts from a clean checkout
-## (nothing modified, nothing untracked). Such a run tests exactly what a fresh clone holds,
-## so the fresh-clone step need not run `make test` a second time (infra/fresh-clone-check.sh).
-clean-start:
-	@mkdir -p "$(dir $(CLEAN_START_NOTE))"; rm -f "$(CLEAN_START_NOTE)"
-	@if [ -z "$$(git status --porcelain --untracked-files=all 2>/dev/null)" ] && \
-	  head="$$(git rev-parse HEAD 2>/dev/null)"; then \
-	  echo "$$head $(RUN_ID)" > "$(CLEAN_START_NOTE)"; \
-	  echo "clean-start: a clean checkout of $$head"; \
-	else \
-	  echo "clean-start: the working tree differs from HEAD (or is not a git checkout)"; \
-	fi
+# The commit `make test` (the default goal) tests when it starts from a clean checkout (nothing
+# modified, nothing untracked), else empty. Read once, as make starts, and kept in memory: a
+# file under target/ would be written before cargo creates that folder (and its CACHEDIR.TAG).
+# Such a run tests exactly what a fresh clone holds, so the fresh-clone step need not run
+# `make test` a second time (infra/fresh-clone-check.sh); `make fresh-clone` alone proves
+# nothing and always runs it.
+CLEAN_START_HEAD := $(if $(filter test,$(or $(MAKECMDGOALS),test)),$(shell \
+  [ -z "$$(git status --porcelain --untracked-files=all 2>/dev/null)" ] && git rev-parse HEAD 2>/dev/null))
 
 lint: fmt-check clippy
 
@@ -67,13 +57,13 @@ sam-local: tools
 
 ## The README's two commands, exactly as written, in a fresh clone of the committed HEAD
 ## (uncommitted changes are not in it). Skipped inside that clone (CATALOG_SYNC_NESTED=1). In
-## a `make test` that started from a clean checkout (clean-start), only the first command runs
+## a `make test` that started from a clean checkout (CLEAN_START_HEAD), only the first command runs
 ## there: the run itself has just been the second on the clone's files.
 fresh-clone:
 ifeq ($(CATALOG_SYNC_NESTED),1)
 	@echo "fresh-clone: skipped inside the fresh clone itself"
 else
-	MAKE_TEST_RUN=$(RUN_ID) MAKE_TEST_CLEAN_START="$(CLEAN_START_NOTE)" bash infra/fresh-clone-check.sh
+	MAKE_TEST_CLEAN_HEAD=$(CLEAN_START_HEAD) bash infra/fresh-clone-check.sh
 endif
 
 ## Figures, never pass/fail: criterion throughput of the catalog pipeline.

@@ -31,8 +31,8 @@
 #   infra/sam-local-check.py): the clone holds the same files, and its `sam build` would
 #   recompile every crate of the workspace for nothing.
 # - The nested `make test` is not run at all when the `make test` that runs this step started
-#   from a clean checkout of this same commit and the tree is still clean (the Makefile's
-#   clean-start note, passed as MAKE_TEST_CLEAN_START and MAKE_TEST_RUN). Such a run has just
+#   from a clean checkout of this same commit and the tree is still clean (the Makefile passes
+#   that commit as MAKE_TEST_CLEAN_HEAD). Such a run has just
 #   tested exactly the files the clone holds: the only difference is ignored files, and those
 #   (the target folder, .tools) the nested run shares anyway. That is the case in CI, which
 #   runs on a fresh clone. The README's first command still runs in the clone. The nested run
@@ -133,10 +133,8 @@ mapfile -t commands < <(awk '
 # True when the `make test` running this step started from a clean checkout of HEAD, and the
 # tree is still clean: that run tested what the clone holds (see the header).
 tested_by_this_run() {
-  [ "$mode" = clone ] && [ -n "${MAKE_TEST_RUN:-}" ] && [ -f "${MAKE_TEST_CLEAN_START:-}" ] ||
-    return 1
-  [ "$(cat "$MAKE_TEST_CLEAN_START")" = "$(git -C "$root" rev-parse HEAD) $MAKE_TEST_RUN" ] ||
-    return 1
+  [ "$mode" = clone ] && [ -n "${MAKE_TEST_CLEAN_HEAD:-}" ] || return 1
+  [ "$MAKE_TEST_CLEAN_HEAD" = "$(git -C "$root" rev-parse HEAD)" ] || return 1
   [ -z "$(git -C "$root" status --porcelain --untracked-files=all)" ]
 }
 
